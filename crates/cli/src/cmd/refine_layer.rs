@@ -1,0 +1,167 @@
+//! `sparseswaps refine-layer`: one layer's mask from weights and a Gram matrix.
+
+use anyhow::{bail, Context, Result};
+use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions};
+use sparseswaps_tensor_io::{
+    check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
+    OwnedTensor, TensorSpec,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Arguments of `refine-layer`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("pat").required(true).args(["sparsity", "pattern"])))]
+pub struct Args {
+    /// Weights `[d_out, d_in]` (f32, f16 or bf16): FILE[:TENSOR].
+    #[arg(long, value_name = "FILE[:TENSOR]")]
+    weight: String,
+    /// Gram matrix `X Xᵀ` `[d_in, d_in]` (f32 or f64): FILE[:TENSOR].
+    #[arg(long, value_name = "FILE[:TENSOR]")]
+    gram: String,
+    /// Unstructured per-row sparsity: fraction pruned in every row, in [0, 1).
+    #[arg(long)]
+    sparsity: Option<f64>,
+    /// N:M pattern, N *kept* out of every M consecutive inputs (2:4 keeps 2).
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Warm start: `magnitude`, `wanda`, or `mask:FILE[:TENSOR]` (u8, 1 = kept).
+    #[arg(long, default_value = "wanda")]
+    warm_start: String,
+    /// Most swaps per row; `none` for no cap (stop only at 1-swap optimality).
+    #[arg(long, default_value = "100")]
+    max_swaps: String,
+    /// Output mask file (safetensors, tensor `mask`, u8 `[d_out, d_in]`, 1 = kept).
+    #[arg(long, value_name = "MASK.safetensors")]
+    out: PathBuf,
+    /// Also write the full report (per-row figures) as JSON.
+    #[arg(long, value_name = "REPORT.json")]
+    report: Option<PathBuf>,
+}
+
+fn parse_max_swaps(s: &str) -> Result<Option<u32>> {
+    match s.trim() {
+        "none" | "inf" | "unlimited" => Ok(None),
+        t => t
+            .parse::<u32>()
+            .map(Some)
+            .with_context(|| format!("--max-swaps '{s}': expected a count or 'none'")),
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<()> {
+    // Fail on unusable outputs before any work.
+    check_output_dir(&args.out)?;
+    if let Some(r) = &args.report {
+        check_output_dir(r)?;
+    }
+    let pattern: Pattern = match (&args.sparsity, &args.pattern) {
+        (Some(s), None) => Pattern::unstructured(*s)?,
+        (None, Some(p)) => p.parse()?,
+        _ => bail!("give exactly one of --sparsity and --pattern"),
+    };
+    let max_swaps = parse_max_swaps(&args.max_swaps)?;
+
+    let wspec = TensorSpec::parse(&args.weight);
+    let w = read_tensor_f32(&wspec, 2)?;
+    let (d_out, d_in) = (w.shape[0], w.shape[1]);
+    let gspec = TensorSpec::parse(&args.gram);
+    let g = read_tensor_f32(&gspec, 2)?;
+    if g.shape[0] != g.shape[1] {
+        bail!(
+            "{gspec}: Gram matrix '{}' is not square: shape {:?}",
+            g.name,
+            g.shape
+        );
+    }
+    if g.shape[0] != d_in {
+        bail!(
+            "{gspec}: Gram matrix '{}' is [{}, {}] but weights '{}' have d_in = {d_in}",
+            g.name,
+            g.shape[0],
+            g.shape[1],
+            w.name
+        );
+    }
+    pattern
+        .check_width(d_in)
+        .with_context(|| format!("weights {wspec}"))?;
+    let problem = LayerProblem::new(&w.data, d_out, d_in, &g.data)
+        .with_context(|| format!("weights {wspec}, Gram {gspec}"))?;
+
+    let mut mask = warm_start(&args.warm_start, &problem, &pattern)?;
+    let opts = RefineOptions {
+        max_swaps,
+        ..RefineOptions::default()
+    };
+    let report = refine(&problem, &pattern, &mut mask, &opts, &|_| {})?;
+
+    let meta = HashMap::from([
+        ("pattern".to_string(), pattern.to_string()),
+        ("warm_start".to_string(), args.warm_start.clone()),
+        ("weights".to_string(), wspec.to_string()),
+        (
+            "convention".to_string(),
+            "1 = kept, N:M = N kept of M".to_string(),
+        ),
+    ]);
+    write_safetensors_atomic(
+        &args.out,
+        &[(
+            "mask".to_string(),
+            OwnedTensor::u8(vec![d_out, d_in], mask.into_vec()),
+        )],
+        Some(meta),
+    )?;
+    if let Some(path) = &args.report {
+        let json = serde_json::json!({
+            "weights": wspec.to_string(),
+            "gram": gspec.to_string(),
+            "warm_start": args.warm_start,
+            "options": opts,
+            "report": report,
+        });
+        write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    println!("warm start         {}", args.warm_start);
+    println!("{}", report.summary());
+    Ok(())
+}
+
+fn warm_start(spec: &str, problem: &LayerProblem<'_>, pattern: &Pattern) -> Result<Mask> {
+    let (d_out, d_in) = (problem.d_out(), problem.d_in());
+    match spec {
+        "magnitude" => Ok(sparseswaps_warmstart_magnitude::magnitude_mask(
+            problem.weights(),
+            d_out,
+            d_in,
+            pattern,
+        )?),
+        "wanda" => Ok(sparseswaps_warmstart_wanda::wanda_mask(
+            problem.weights(),
+            d_out,
+            d_in,
+            &problem.gram_diag(),
+            pattern,
+        )?),
+        s if s.starts_with("mask:") => {
+            let mspec = TensorSpec::parse(&s["mask:".len()..]);
+            let m = read_tensor_u8(&mspec, 2)?;
+            if m.shape != [d_out, d_in] {
+                bail!(
+                    "{mspec}: mask '{}' has shape {:?}, weights are [{d_out}, {d_in}]",
+                    m.name,
+                    m.shape
+                );
+            }
+            let mask = Mask::new(d_out, d_in, m.data).with_context(|| mspec.to_string())?;
+            mask.validate(pattern)
+                .with_context(|| format!("{mspec}: warm-start mask"))?;
+            Ok(mask)
+        }
+        other => {
+            bail!("unknown warm start '{other}': expected magnitude, wanda or mask:FILE[:TENSOR]")
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `sparseswaps`: the command-line tool. Parsing, progress and exit codes live here;
+//! everything else is in the library crates.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// Prune LLM layers with exact 1-swap mask refinement (SparseSwaps).
+#[derive(Debug, Parser)]
+#[command(name = "sparseswaps", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Refine the mask of one linear layer from its weights and Gram matrix.
+    RefineLayer(cmd::refine_layer::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::RefineLayer(args) => cmd::refine_layer::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

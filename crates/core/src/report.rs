@@ -1,0 +1,157 @@
+//! What a refinement run reports: per row and per layer.
+
+use crate::pattern::Pattern;
+use serde::{Deserialize, Serialize};
+
+/// Why a row stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// No admissible swap lowers the error beyond the tolerance: 1-swap optimal.
+    Optimal,
+    /// The row took `max_swaps` swaps.
+    MaxSwaps,
+    /// The row has no admissible pair (nothing kept, or nothing pruned).
+    NothingToSwap,
+}
+
+/// One row's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RowReport {
+    /// Error of the warm-start mask (exact).
+    pub warm_error: f64,
+    /// Error of the refined mask (exact recompute).
+    pub final_error: f64,
+    /// Dense energy `wᵀ G w` of the row.
+    pub energy: f64,
+    /// Swaps taken.
+    pub swaps: u32,
+    /// Searches run (swaps plus the final one that found nothing better).
+    pub steps: u32,
+    /// Why the row stopped.
+    pub stop: StopReason,
+}
+
+/// A whole layer's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefineReport {
+    /// Backend that ran ("cpu", "cuda").
+    pub backend: String,
+    /// Rows (`d_out`).
+    pub d_out: usize,
+    /// Columns (`d_in`).
+    pub d_in: usize,
+    /// The pattern the mask follows.
+    pub pattern: Pattern,
+    /// Weights kept per row.
+    pub kept_per_row: usize,
+    /// Cap on swaps per row (`None`: no cap).
+    pub max_swaps: Option<u32>,
+    /// Layer error of the warm start.
+    pub warm_error: f64,
+    /// Layer error after refinement.
+    pub final_error: f64,
+    /// `||W X||²`.
+    pub energy: f64,
+    /// `warm_error / energy`.
+    pub warm_relative: f64,
+    /// `final_error / energy`.
+    pub final_relative: f64,
+    /// `1 - final_error / warm_error` (0 when the warm error is 0).
+    pub reduction: f64,
+    /// Swaps taken over all rows.
+    pub swaps: u64,
+    /// Rows that stopped 1-swap optimal (or had nothing to swap).
+    pub rows_optimal: usize,
+    /// Rows stopped by the swap cap.
+    pub rows_capped: usize,
+    /// Admissible pairs whose `Δ` was evaluated, over all rows and steps.
+    pub pairs_evaluated: u64,
+    /// Wall-clock seconds of the refinement.
+    pub seconds: f64,
+    /// Per-row outcomes, in row order.
+    pub rows: Vec<RowReport>,
+}
+
+impl RefineReport {
+    /// Builds layer totals from per-row reports (summed in row order: deterministic).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_rows(
+        rows: Vec<RowReport>,
+        d_out: usize,
+        d_in: usize,
+        pattern: Pattern,
+        kept_per_row: usize,
+        max_swaps: Option<u32>,
+        pairs_per_step: u64,
+        seconds: f64,
+        backend: &str,
+    ) -> Self {
+        let warm_error: f64 = rows.iter().map(|r| r.warm_error).sum();
+        let final_error: f64 = rows.iter().map(|r| r.final_error).sum();
+        let energy: f64 = rows.iter().map(|r| r.energy).sum();
+        let ratio = |e: f64| if energy > 0.0 { e / energy } else { 0.0 };
+        RefineReport {
+            backend: backend.to_string(),
+            d_out,
+            d_in,
+            pattern,
+            kept_per_row,
+            max_swaps,
+            warm_error,
+            final_error,
+            energy,
+            warm_relative: ratio(warm_error),
+            final_relative: ratio(final_error),
+            reduction: if warm_error > 0.0 {
+                1.0 - final_error / warm_error
+            } else {
+                0.0
+            },
+            swaps: rows.iter().map(|r| r.swaps as u64).sum(),
+            rows_optimal: rows
+                .iter()
+                .filter(|r| r.stop != StopReason::MaxSwaps)
+                .count(),
+            rows_capped: rows
+                .iter()
+                .filter(|r| r.stop == StopReason::MaxSwaps)
+                .count(),
+            pairs_evaluated: rows.iter().map(|r| r.steps as u64 * pairs_per_step).sum(),
+            seconds,
+            rows,
+        }
+    }
+
+    /// A one-screen summary for terminals.
+    pub fn summary(&self) -> String {
+        let cap = self
+            .max_swaps
+            .map_or_else(|| "none".to_string(), |c| c.to_string());
+        format!(
+            "layer [{d_out} x {d_in}], pattern {pat} ({k} kept per row), backend {be}\n\
+             warm-start error   {we:.6e}  (relative {wr:.6})\n\
+             refined error      {fe:.6e}  (relative {fr:.6})\n\
+             reduction          {red:.2}%\n\
+             swaps              {sw} (max {cap} per row)\n\
+             rows 1-swap optimal {opt} / {d_out} ({capped} stopped at the cap)\n\
+             pairs evaluated    {pairs}\n\
+             seconds            {secs:.3}",
+            d_out = self.d_out,
+            d_in = self.d_in,
+            pat = self.pattern,
+            k = self.kept_per_row,
+            be = self.backend,
+            we = self.warm_error,
+            wr = self.warm_relative,
+            fe = self.final_error,
+            fr = self.final_relative,
+            red = 100.0 * self.reduction,
+            sw = self.swaps,
+            opt = self.rows_optimal,
+            capped = self.rows_capped,
+            pairs = self.pairs_evaluated,
+            secs = self.seconds,
+        )
+    }
+}

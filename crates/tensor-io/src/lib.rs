@@ -1,0 +1,442 @@
+//! # sparseswaps-tensor-io
+//!
+//! Reads and writes the tensors that sparseswaps exchanges with other tools:
+//!
+//! - [`TensorSpec`]: the `FILE[:TENSOR]` syntax of the command line (the tensor name may
+//!   be left out when the file holds exactly one tensor of the wanted rank);
+//! - [`read_tensor_f32`] / [`read_tensor_f64`]: a named tensor of a safetensors file,
+//!   widened from f16, bf16, f32 (or narrowed from f64) with its shape;
+//! - [`write_safetensors_atomic`]: a safetensors file written under a temporary name,
+//!   synced and renamed into place, so a crash never leaves a file that looks whole.
+//!
+//! Every error is one line that names the file and, where it applies, the tensor.
+
+#![warn(missing_docs)]
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors of tensor reading and writing.
+#[derive(Debug, Error)]
+pub enum TensorIoError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid safetensors file.
+    #[error("{path}: not a valid safetensors file ({reason})")]
+    NotSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The named tensor is absent, or no name was given and the choice is ambiguous.
+    #[error("{path}: {reason}; tensors present: {present}")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// What was asked.
+        reason: String,
+        /// Names present, comma-separated (with shapes).
+        present: String,
+    },
+    /// The tensor has a dtype or rank that is not accepted here.
+    #[error("{path}: tensor '{name}' {reason}")]
+    BadTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The output's directory does not exist.
+    #[error("{path}: output directory {dir} does not exist")]
+    NoOutputDir {
+        /// The output file.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+    },
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, TensorIoError>;
+
+/// A `FILE[:TENSOR]` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// The tensor name, if given.
+    pub name: Option<String>,
+}
+
+impl TensorSpec {
+    /// Parses `FILE[:TENSOR]`. The split is at the last `:` only when what precedes it is
+    /// an existing file, so paths that contain `:` still work.
+    pub fn parse(s: &str) -> TensorSpec {
+        if let Some((file, name)) = s.rsplit_once(':') {
+            if !name.is_empty() && Path::new(file).is_file() {
+                return TensorSpec {
+                    path: file.into(),
+                    name: Some(name.to_string()),
+                };
+            }
+        }
+        TensorSpec {
+            path: s.into(),
+            name: None,
+        }
+    }
+}
+
+impl std::fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}:{n}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// A tensor loaded as a flat vector with its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<T> {
+    /// The tensor's name in the file.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub data: Vec<T>,
+    /// The dtype it had in the file.
+    pub dtype: Dtype,
+}
+
+/// Reads a whole file, mapping errors to [`TensorIoError::Io`].
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| TensorIoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses safetensors bytes, mapping errors to [`TensorIoError::NotSafetensors`].
+pub fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| TensorIoError::NotSafetensors {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn present(st: &SafeTensors<'_>) -> String {
+    let mut names: Vec<String> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| format!("{n} {:?} {:?}", v.shape(), v.dtype()))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Picks the tensor named by `spec`, or the only tensor of rank `rank` when no name is given.
+fn pick<'a>(
+    path: &Path,
+    st: &'a SafeTensors<'a>,
+    name: Option<&str>,
+    rank: usize,
+) -> Result<(String, TensorView<'a>)> {
+    match name {
+        Some(n) => {
+            st.tensor(n)
+                .map(|v| (n.to_string(), v))
+                .map_err(|_| TensorIoError::MissingTensor {
+                    path: path.into(),
+                    reason: format!("no tensor named '{n}'"),
+                    present: present(st),
+                })
+        }
+        None => {
+            let mut cands: Vec<(String, TensorView<'a>)> = st
+                .tensors()
+                .into_iter()
+                .filter(|(_, v)| v.shape().len() == rank)
+                .collect();
+            if cands.len() == 1 {
+                Ok(cands.remove(0))
+            } else {
+                Err(TensorIoError::MissingTensor {
+                    path: path.into(),
+                    reason: format!(
+                        "{} tensors of rank {rank}, name one as FILE:TENSOR",
+                        if cands.is_empty() { "no" } else { "several" }
+                    ),
+                    present: present(st),
+                })
+            }
+        }
+    }
+}
+
+fn to_f64_vec(path: &Path, name: &str, v: &TensorView<'_>) -> Result<Vec<f64>> {
+    let b = v.data();
+    let out: Vec<f64> = match v.dtype() {
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        Dtype::U8 => b.iter().map(|&x| x as f64).collect(),
+        other => {
+            return Err(TensorIoError::BadTensor {
+                path: path.into(),
+                name: name.into(),
+                reason: format!("has dtype {other:?}; expected f64, f32, f16, bf16 or u8"),
+            })
+        }
+    };
+    Ok(out)
+}
+
+fn load_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
+    let bytes = read_file(&spec.path)?;
+    let st = parse(&spec.path, &bytes)?;
+    let (name, view) = pick(&spec.path, &st, spec.name.as_deref(), rank)?;
+    if view.shape().len() != rank {
+        return Err(TensorIoError::BadTensor {
+            path: spec.path.clone(),
+            name,
+            reason: format!(
+                "has rank {} (shape {:?}), expected rank {rank}",
+                view.shape().len(),
+                view.shape()
+            ),
+        });
+    }
+    let data = to_f64_vec(&spec.path, &name, &view)?;
+    Ok(Loaded {
+        shape: view.shape().to_vec(),
+        dtype: view.dtype(),
+        name,
+        data,
+    })
+}
+
+/// Reads the tensor named by `spec` (of rank `rank`) as f64.
+pub fn read_tensor_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
+    load_f64(spec, rank)
+}
+
+/// Reads the tensor named by `spec` (of rank `rank`) as f32 (f64 input is narrowed).
+pub fn read_tensor_f32(spec: &TensorSpec, rank: usize) -> Result<Loaded<f32>> {
+    let t = load_f64(spec, rank)?;
+    Ok(Loaded {
+        name: t.name,
+        shape: t.shape,
+        dtype: t.dtype,
+        data: t.data.into_iter().map(|v| v as f32).collect(),
+    })
+}
+
+/// Reads the tensor named by `spec` (of rank `rank`) as raw u8 values (masks).
+pub fn read_tensor_u8(spec: &TensorSpec, rank: usize) -> Result<Loaded<u8>> {
+    let bytes = read_file(&spec.path)?;
+    let st = parse(&spec.path, &bytes)?;
+    let (name, view) = pick(&spec.path, &st, spec.name.as_deref(), rank)?;
+    if view.dtype() != Dtype::U8 && view.dtype() != Dtype::BOOL {
+        return Err(TensorIoError::BadTensor {
+            path: spec.path.clone(),
+            name,
+            reason: format!("has dtype {:?}; a mask must be u8 or bool", view.dtype()),
+        });
+    }
+    if view.shape().len() != rank {
+        return Err(TensorIoError::BadTensor {
+            path: spec.path.clone(),
+            name,
+            reason: format!("has rank {}, expected rank {rank}", view.shape().len()),
+        });
+    }
+    Ok(Loaded {
+        shape: view.shape().to_vec(),
+        dtype: view.dtype(),
+        name,
+        data: view.data().to_vec(),
+    })
+}
+
+/// An owned tensor to write.
+#[derive(Debug, Clone)]
+pub struct OwnedTensor {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Little-endian bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl OwnedTensor {
+    /// A u8 tensor.
+    pub fn u8(shape: Vec<usize>, data: Vec<u8>) -> Self {
+        OwnedTensor {
+            dtype: Dtype::U8,
+            shape,
+            bytes: data,
+        }
+    }
+
+    /// An f32 tensor.
+    pub fn f32(shape: Vec<usize>, data: &[f32]) -> Self {
+        OwnedTensor {
+            dtype: Dtype::F32,
+            shape,
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// An f64 tensor.
+    pub fn f64(shape: Vec<usize>, data: &[f64]) -> Self {
+        OwnedTensor {
+            dtype: Dtype::F64,
+            shape,
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// Checks that the directory of `path` exists (so a failure is reported before any work).
+pub fn check_output_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(TensorIoError::NoOutputDir {
+            path: path.into(),
+            dir,
+        })
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
+/// rename. On failure nothing is left at `path` or under the temporary name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    check_output_dir(path)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let io = |source| TensorIoError::Io {
+        path: path.into(),
+        source,
+    };
+    let res = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    Ok(())
+}
+
+/// Serialises tensors (sorted by name) with string metadata and writes them atomically.
+pub fn write_safetensors_atomic(
+    path: &Path,
+    tensors: &[(String, OwnedTensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| TensorIoError::BadTensor {
+                    path: path.into(),
+                    name: n.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| TensorIoError::BadTensor {
+        path: path.into(),
+        name: "(all)".into(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.safetensors");
+        write_safetensors_atomic(
+            &p,
+            &[
+                (
+                    "w".into(),
+                    OwnedTensor::f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.0]),
+                ),
+                ("v".into(), OwnedTensor::f32(vec![2], &[1.0, 2.0])),
+            ],
+            None,
+        )
+        .unwrap();
+        let spec = TensorSpec::parse(p.to_str().unwrap());
+        let t = read_tensor_f32(&spec, 2).unwrap();
+        assert_eq!(t.name, "w");
+        assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0]);
+        let spec = TensorSpec::parse(&format!("{}:nope", p.display()));
+        let e = read_tensor_f32(&spec, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("no tensor named 'nope'") && e.contains("w [2, 2]"),
+            "{e}"
+        );
+        let e = read_tensor_f32(&TensorSpec::parse(&format!("{}:v", p.display())), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rank 1"), "{e}");
+        let bad = dir.path().join("bad.safetensors");
+        fs::write(&bad, b"hello").unwrap();
+        let e = read_tensor_f32(&TensorSpec::parse(bad.to_str().unwrap()), 2).unwrap_err();
+        assert!(e.to_string().contains("not a valid safetensors"), "{e}");
+        let e = write_atomic(&dir.path().join("no/such/x"), b"x").unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
