@@ -418,7 +418,8 @@ fn refine_batch_unstructured(
         for job in active.iter_mut() {
             job.search.prepare(&job.state, job.mask);
         }
-        search_tiles(gram, d, &mut active, avx2);
+        let mut searches: Vec<&mut RowSearch> = active.iter_mut().map(|j| &mut j.search).collect();
+        search_tiles(gram, d, &mut searches, avx2);
         for job in active.iter_mut() {
             let best = pick_best(&job.search, &job.state, gram, d);
             job.decide(best, opts);
@@ -429,13 +430,12 @@ fn refine_batch_unstructured(
 
 /// Walks `G` in tiles; for every active row and kept `u`, updates the minimum over pruned
 /// `q` of the pair value.
-fn search_tiles(gram: &[f32], d: usize, active: &mut [&mut RowJob<'_>], avx2: bool) {
+fn search_tiles(gram: &[f32], d: usize, active: &mut [&mut RowSearch], avx2: bool) {
     for q0 in (0..d).step_by(TILE_Q) {
         let q1 = (q0 + TILE_Q).min(d);
         for u0 in (0..d).step_by(TILE_U) {
             let u1 = (u0 + TILE_U).min(d);
-            for job in active.iter_mut() {
-                let rs = &mut job.search;
+            for rs in active.iter_mut() {
                 let lo = rs.kept.partition_point(|&u| (u as usize) < u0);
                 let hi = rs.kept.partition_point(|&u| (u as usize) < u1);
                 let (h, b) = (&rs.h[q0..q1], &rs.b[q0..q1]);
@@ -484,4 +484,40 @@ fn pick_best(rs: &RowSearch, st: &RowState<'_>, gram: &[f32], d: usize) -> Optio
     let grow = &gram[u * d..(u + 1) * d];
     let q = (0..d).find(|&q| simd::pair_value(grow[q], rs.h[q], rs.b[q], rs.s[i]) == target)?;
     Some((u, q))
+}
+
+/// One exhaustive search step for every row of an unstructured layer, applying nothing:
+/// the best pair `(u, q)` of each row under the tie rule (`None` when no pair exists).
+///
+/// `states[r]` must have been built from `mask.row(r)`. This is the engine's inner step,
+/// exposed for benchmarks and for checking other backends against the CPU.
+pub fn best_swaps_unstructured(
+    gram: &[f32],
+    states: &[RowState<'_>],
+    mask: &Mask,
+) -> Vec<Option<(usize, usize)>> {
+    let d = mask.cols();
+    let avx2 = simd::has_avx2();
+    states
+        .par_chunks(BATCH_ROWS)
+        .enumerate()
+        .flat_map_iter(|(bi, sts)| {
+            let mut searches: Vec<RowSearch> = sts
+                .iter()
+                .enumerate()
+                .map(|(i, st)| {
+                    let mut rs = RowSearch::new(d);
+                    rs.prepare(st, mask.row(bi * BATCH_ROWS + i));
+                    rs
+                })
+                .collect();
+            let mut refs: Vec<&mut RowSearch> = searches.iter_mut().collect();
+            search_tiles(gram, d, &mut refs, avx2);
+            searches
+                .iter()
+                .zip(sts)
+                .map(|(rs, st)| pick_best(rs, st, gram, d))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
