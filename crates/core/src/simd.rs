@@ -45,10 +45,48 @@ fn min4_body(g: [&[f32]; 4], h: &[f32], b: &[f32], s: [f32; 4]) -> [f32; 4] {
     out
 }
 
+/// AVX2 version of [`min4_body`] with explicit intrinsics (LLVM does not vectorise the
+/// accumulator arrays of the portable version well). Same operations in the same order,
+/// so the results are bit-identical: `_mm256_min_ps(v, acc)` is `if v < acc { v } else
+/// { acc }` lane by lane.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx2")]
 unsafe fn min4_avx2(g: [&[f32]; 4], h: &[f32], b: &[f32], s: [f32; 4]) -> [f32; 4] {
-    min4_body(g, h, b, s)
+    use std::arch::x86_64::*;
+    let n = h.len();
+    let full = n / L * L;
+    let (hp, bp) = (h.as_ptr(), b.as_ptr());
+    let gp = g.map(|x| x.as_ptr());
+    let sv = s.map(|x| _mm256_set1_ps(x));
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    let mut acc = [inf; 4];
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + L <= full <= n, and every slice has length n.
+        let hv = _mm256_loadu_ps(hp.add(c));
+        let bv = _mm256_loadu_ps(bp.add(c));
+        for j in 0..4 {
+            let gv = _mm256_loadu_ps(gp[j].add(c));
+            let v = _mm256_add_ps(bv, _mm256_mul_ps(sv[j], _mm256_mul_ps(hv, gv)));
+            acc[j] = _mm256_min_ps(v, acc[j]);
+        }
+        c += L;
+    }
+    let mut out = [f32::INFINITY; 4];
+    for j in 0..4 {
+        let mut lanes = [0f32; L];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j]);
+        let mut m = f32::INFINITY;
+        for &v in &lanes {
+            m = if v < m { v } else { m };
+        }
+        for q in full..n {
+            let v = b[q] + s[j] * (h[q] * g[j][q]);
+            m = if v < m { v } else { m };
+        }
+        out[j] = m;
+    }
+    out
 }
 
 fn min4_base(g: [&[f32]; 4], h: &[f32], b: &[f32], s: [f32; 4]) -> [f32; 4] {

@@ -1,0 +1,287 @@
+//! End-to-end tests of `sparseswaps refine-layer`: a good run, and every bad input
+//! giving one clear line, a non-zero exit and no output file.
+
+use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sparseswaps"))
+}
+
+/// A small layer: weights [6, 8] and a PSD Gram [8, 8] (X Xᵀ of 20 samples).
+fn layer(dir: &Path) -> (PathBuf, PathBuf) {
+    let (d_out, d_in, t) = (6, 8, 20);
+    let x: Vec<f32> = (0..d_in * t)
+        .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 25.0 * if i % d_in == 3 { 30.0 } else { 1.0 })
+        .collect();
+    let mut g = vec![0f32; d_in * d_in];
+    for s in 0..t {
+        for i in 0..d_in {
+            for j in 0..d_in {
+                g[i * d_in + j] += x[s * d_in + i] * x[s * d_in + j];
+            }
+        }
+    }
+    let w: Vec<f32> = (0..d_out * d_in)
+        .map(|i| ((i * 104729 % 211) as f32 - 105.0) / 50.0)
+        .collect();
+    let wp = dir.join("w.safetensors");
+    let gp = dir.join("g.safetensors");
+    write_safetensors_atomic(
+        &wp,
+        &[("weight".into(), OwnedTensor::f32(vec![d_out, d_in], &w))],
+        None,
+    )
+    .unwrap();
+    write_safetensors_atomic(
+        &gp,
+        &[("gram".into(), OwnedTensor::f32(vec![d_in, d_in], &g))],
+        None,
+    )
+    .unwrap();
+    (wp, gp)
+}
+
+fn write(dir: &Path, name: &str, tensors: Vec<(&str, OwnedTensor)>) -> String {
+    let p = dir.join(name);
+    let t: Vec<(String, OwnedTensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    write_safetensors_atomic(&p, &t, None).unwrap();
+    p.display().to_string()
+}
+
+/// Runs with `args`, expects failure with one stderr line containing `needle`, and no
+/// file at `out`.
+fn fails(args: &[&str], out: &Path, needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure for {args:?}");
+    assert!(
+        err.contains(needle),
+        "stderr for {args:?} lacks '{needle}':\n{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(!out.exists(), "output file created for {args:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn refines_and_writes_mask_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, g) = layer(dir.path());
+    let out = dir.path().join("mask.safetensors");
+    let rep = dir.path().join("report.json");
+    for warm in ["magnitude", "wanda"] {
+        let o = bin()
+            .args(["refine-layer", "--weight", w.to_str().unwrap(), "--gram"])
+            .arg(&g)
+            .args(["--sparsity", "0.5", "--warm-start", warm, "--out"])
+            .arg(&out)
+            .arg("--report")
+            .arg(&rep)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("refined error") && stdout.contains("reduction"),
+            "{stdout}"
+        );
+        let m = sparseswaps_tensor_io::read_tensor_u8(
+            &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:mask", out.display())),
+            2,
+        )
+        .unwrap();
+        assert_eq!(m.shape, vec![6, 8]);
+        for row in m.data.chunks(8) {
+            assert_eq!(row.iter().map(|&v| v as usize).sum::<usize>(), 4);
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+        let r = &json["report"];
+        assert!(r["final_error"].as_f64().unwrap() <= r["warm_error"].as_f64().unwrap());
+        assert_eq!(r["rows"].as_array().unwrap().len(), 6);
+    }
+    // The refined mask is a valid warm start for another run, here under 2:4.
+    let o = bin()
+        .args([
+            "refine-layer",
+            "--weight",
+            w.to_str().unwrap(),
+            "--gram",
+            g.to_str().unwrap(),
+        ])
+        .args([
+            "--pattern",
+            "2:4",
+            "--warm-start",
+            "magnitude",
+            "--max-swaps",
+            "none",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let spec = format!("mask:{}", out.display());
+    let out2 = dir.path().join("mask2.safetensors");
+    let o = bin()
+        .args([
+            "refine-layer",
+            "--weight",
+            w.to_str().unwrap(),
+            "--gram",
+            g.to_str().unwrap(),
+        ])
+        .args(["--pattern", "2:4", "--warm-start", &spec, "--out"])
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("swaps              0"));
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (w, g) = layer(d);
+    let (w, g) = (w.display().to_string(), g.display().to_string());
+    let out = d.join("out.safetensors");
+    let o = out.display().to_string();
+    let base = |wt: &str, gr: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["refine-layer", "--weight", wt, "--gram", gr, "--out", &o]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        fails(&a, &out, needle);
+    };
+    let s50 = ["--sparsity", "0.5"];
+
+    let nonsq = write(
+        d,
+        "nonsq.safetensors",
+        vec![("g", OwnedTensor::f32(vec![8, 4], &[1.0; 32]))],
+    );
+    run(base(&w, &nonsq, &s50), "not square");
+    let small = write(
+        d,
+        "small.safetensors",
+        vec![("g", OwnedTensor::f32(vec![4, 4], &[0.0; 16]))],
+    );
+    run(base(&w, &small, &s50), "d_in = 8");
+    let rank1 = write(
+        d,
+        "rank1.safetensors",
+        vec![("w", OwnedTensor::f32(vec![8], &[1.0; 8]))],
+    );
+    run(base(&format!("{rank1}:w"), &g, &s50), "rank 1");
+    let mut wn = vec![0.5f32; 48];
+    wn[13] = f32::NAN;
+    let wnan = write(
+        d,
+        "wnan.safetensors",
+        vec![("w", OwnedTensor::f32(vec![6, 8], &wn))],
+    );
+    run(
+        base(&wnan, &g, &s50),
+        "non-finite value in weights at index 13",
+    );
+    let mut gi = vec![0f32; 64];
+    (0..8).for_each(|i| gi[i * 9] = 1.0);
+    gi[9] = f32::INFINITY;
+    let ginf = write(
+        d,
+        "ginf.safetensors",
+        vec![("g", OwnedTensor::f32(vec![8, 8], &gi))],
+    );
+    run(base(&w, &ginf, &s50), "non-finite value in Gram matrix");
+    run(base(&w, &g, &["--sparsity", "1.0"]), "outside [0, 1)");
+    run(base(&w, &g, &["--sparsity=-0.2"]), "outside [0, 1)");
+    run(base(&w, &g, &["--pattern", "4:4"]), "0 < N < M");
+    run(base(&w, &g, &["--pattern", "2:3"]), "does not divide");
+    let two = write(
+        d,
+        "two.safetensors",
+        vec![
+            ("a", OwnedTensor::f32(vec![6, 8], &[1.0; 48])),
+            ("b", OwnedTensor::f32(vec![6, 8], &[1.0; 48])),
+        ],
+    );
+    run(base(&two, &g, &s50), "several tensors of rank 2");
+    run(
+        base(&format!("{two}:c"), &g, &s50),
+        "no tensor named 'c'; tensors present: a [6, 8] F32, b [6, 8] F32",
+    );
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, b"this is not a safetensors file").unwrap();
+    run(
+        base(junk.to_str().unwrap(), &g, &s50),
+        "not a valid safetensors file",
+    );
+    run(
+        base(d.join("absent.safetensors").to_str().unwrap(), &g, &s50),
+        "absent.safetensors",
+    );
+    run(
+        base(&w, &g, &["--sparsity", "0.5", "--warm-start", "nosuch"]),
+        "unknown warm start 'nosuch'",
+    );
+    run(
+        base(&w, &g, &["--sparsity", "0.5", "--max-swaps", "lots"]),
+        "--max-swaps 'lots'",
+    );
+    let badmask = write(
+        d,
+        "badmask.safetensors",
+        vec![("m", OwnedTensor::u8(vec![6, 8], vec![1; 48]))],
+    );
+    run(
+        base(
+            &w,
+            &g,
+            &[
+                "--sparsity",
+                "0.5",
+                "--warm-start",
+                &format!("mask:{badmask}"),
+            ],
+        ),
+        "row 0 keeps 8 weights, pattern 0.5 requires 4",
+    );
+    // An output whose directory does not exist.
+    let missing = d.join("no/such/dir/out.safetensors");
+    let args = [
+        "refine-layer",
+        "--weight",
+        &w,
+        "--gram",
+        &g,
+        "--sparsity",
+        "0.5",
+        "--out",
+        missing.to_str().unwrap(),
+    ];
+    let o = bin().args(args).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not exist") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!missing.exists());
+}
