@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions};
+use sparseswaps_gram::{GramAccumulator, GramError};
 use sparseswaps_tensor_io::{
     check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
     OwnedTensor, TensorSpec,
@@ -12,13 +13,18 @@ use std::path::PathBuf;
 /// Arguments of `refine-layer`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("pat").required(true).args(["sparsity", "pattern"])))]
+#[command(group(clap::ArgGroup::new("second_moment").required(true).args(["gram", "activations"])))]
 pub struct Args {
     /// Weights `[d_out, d_in]` (f32, f16 or bf16): FILE[:TENSOR].
     #[arg(long, value_name = "FILE[:TENSOR]")]
     weight: String,
     /// Gram matrix `X Xᵀ` `[d_in, d_in]` (f32 or f64): FILE[:TENSOR].
     #[arg(long, value_name = "FILE[:TENSOR]")]
-    gram: String,
+    gram: Option<String>,
+    /// Instead of --gram: the layer's input activations `[tokens, d_in]` (f32, f16 or
+    /// bf16), accumulated into the Gram matrix here: FILE[:TENSOR].
+    #[arg(long, value_name = "FILE[:TENSOR]")]
+    activations: Option<String>,
     /// Unstructured per-row sparsity: fraction pruned in every row, in [0, 1).
     #[arg(long)]
     sparsity: Option<f64>,
@@ -66,28 +72,39 @@ pub fn run(args: Args) -> Result<()> {
     let wspec = TensorSpec::parse(&args.weight);
     let w = read_tensor_f32(&wspec, 2)?;
     let (d_out, d_in) = (w.shape[0], w.shape[1]);
-    let gspec = TensorSpec::parse(&args.gram);
-    let g = read_tensor_f32(&gspec, 2)?;
-    if g.shape[0] != g.shape[1] {
-        bail!(
-            "{gspec}: Gram matrix '{}' is not square: shape {:?}",
-            g.name,
-            g.shape
-        );
-    }
-    if g.shape[0] != d_in {
-        bail!(
-            "{gspec}: Gram matrix '{}' is [{}, {}] but weights '{}' have d_in = {d_in}",
-            g.name,
-            g.shape[0],
-            g.shape[1],
-            w.name
-        );
-    }
+    let (gspec, g) = match (&args.gram, &args.activations) {
+        (Some(gram), None) => {
+            let gspec = TensorSpec::parse(gram);
+            let g = read_tensor_f32(&gspec, 2)?;
+            if g.shape[0] != g.shape[1] {
+                bail!(
+                    "{gspec}: Gram matrix '{}' is not square: shape {:?}",
+                    g.name,
+                    g.shape
+                );
+            }
+            if g.shape[0] != d_in {
+                bail!(
+                    "{gspec}: Gram matrix '{}' is [{}, {}] but weights '{}' have d_in = {d_in}",
+                    g.name,
+                    g.shape[0],
+                    g.shape[1],
+                    w.name
+                );
+            }
+            (gspec, g.data)
+        }
+        (None, Some(acts)) => {
+            let aspec = TensorSpec::parse(acts);
+            let g = gram_from_activations(&aspec, d_in, &w.name)?;
+            (aspec, g)
+        }
+        _ => bail!("give exactly one of --gram and --activations"),
+    };
     pattern
         .check_width(d_in)
         .with_context(|| format!("weights {wspec}"))?;
-    let problem = LayerProblem::new(&w.data, d_out, d_in, &g.data)
+    let problem = LayerProblem::new(&w.data, d_out, d_in, &g)
         .with_context(|| format!("weights {wspec}, Gram {gspec}"))?;
 
     let mut mask = warm_start(&args.warm_start, &problem, &pattern)?;
@@ -117,7 +134,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.report {
         let json = serde_json::json!({
             "weights": wspec.to_string(),
-            "gram": gspec.to_string(),
+            (if args.gram.is_some() { "gram" } else { "activations" }): gspec.to_string(),
             "warm_start": args.warm_start,
             "options": opts,
             "report": report,
@@ -127,6 +144,38 @@ pub fn run(args: Args) -> Result<()> {
     println!("warm start         {}", args.warm_start);
     println!("{}", report.summary());
     Ok(())
+}
+
+/// Tokens per batch when a Gram matrix is accumulated from an activations file.
+const ACTIVATION_BATCH: usize = 4096;
+
+/// Reads activations `[tokens, d_in]` and accumulates their Gram matrix batch by batch.
+fn gram_from_activations(spec: &TensorSpec, d_in: usize, weight_name: &str) -> Result<Vec<f32>> {
+    let a = read_tensor_f32(spec, 2)?;
+    if a.shape[1] != d_in {
+        bail!(
+            "{spec}: activations '{}' are {:?} ([tokens, d_in]) but weights '{weight_name}' have d_in = {d_in}",
+            a.name,
+            a.shape
+        );
+    }
+    let mut acc = GramAccumulator::new(d_in);
+    for (b, batch) in a.data.chunks(ACTIVATION_BATCH * d_in).enumerate() {
+        match acc.add_batch(batch, batch.len() / d_in) {
+            Ok(()) => {}
+            // Name the row of the file, not of the batch.
+            Err(GramError::NonFinite { row, col, value, .. }) => bail!(
+                "{spec}: activations '{}' have a non-finite value {value} at row {} (token), column {col} (channel)",
+                a.name,
+                b * ACTIVATION_BATCH + row
+            ),
+            Err(e) => return Err(e).with_context(|| format!("{spec}: activations '{}'", a.name)),
+        }
+    }
+    if acc.tokens() == 0 {
+        bail!("{spec}: activations '{}' hold no tokens", a.name);
+    }
+    Ok(acc.to_f32())
 }
 
 fn warm_start(spec: &str, problem: &LayerProblem<'_>, pattern: &Pattern) -> Result<Mask> {
