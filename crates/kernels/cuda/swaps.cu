@@ -1,0 +1,500 @@
+// Exact 1-swap refinement on the GPU: the kernels behind sparseswaps-kernels' CudaBackend.
+//
+// Goal: the same masks as the CPU engine (crates/core/src/engine.rs), bit for bit, so that
+// the backend can be swapped without changing a result. Every expression that decides a
+// swap is the CPU's, with the same operation order and the same rounding:
+//   - explicit __fmul_rn / __fadd_rn / __dmul_rn / __dadd_rn intrinsics, which the
+//     compiler never contracts into fused multiply-adds (Rust never contracts either);
+//     build.rs also passes --fmad=false for anything not written with intrinsics;
+//   - the search in f32: value(u, q) = b_q + w_u * (h_q * G[u,q]), h_q = -2 w_q,
+//     b_q = (float) (w_q^2 G[q,q] - 2 w_q c_q), kept q carry h = 0, b = +inf;
+//     per kept u the minimum over q (lowest q among equal values), then
+//     Delta_u = (float) a_u + min_q, argmin over u (lowest u among equal values);
+//   - the winning pair's Delta recomputed in f64 from the f64 state c = G p and accepted
+//     only when Delta < -rel_tol * max(E, 0);
+//   - c updated as (c + w_u G[u,:]) + (-w_q) G[q,:] and recomputed exactly from the mask
+//     (sums over j in ascending order) every `recompute_every` swaps and when a row stops.
+//
+// Layout: a chunk of `rows` rows, row-major [rows, d]; the Gram matrix G is [d, d] f32,
+// symmetric. Per-row state: status (0 active, 1 optimal, 2 max swaps, 3 nothing to swap),
+// err (running E, f64), energy, swaps, steps, since (swaps since the last recompute),
+// need (recompute c and E before the next step).
+//
+// Offsets are size_t: rows * d exceeds 2^31 on large chunks.
+
+#define ST_ACTIVE 0
+#define ST_OPTIMAL 1
+#define ST_MAX_SWAPS 2
+#define ST_NOTHING 3
+
+#define INF_F __int_as_float(0x7f800000)
+#define INF_D __longlong_as_double(0x7ff0000000000000LL)
+#define NO_INDEX 0x7fffffff
+
+// ---------------------------------------------------------------------------------------
+// The CPU's scalar formulas (RowState::a, ::b, ::delta), in its evaluation order.
+
+// a_u = w_u * w_u * G[u,u] + 2 * w_u * c_u
+__device__ __forceinline__ double a_of(const float* __restrict__ G, const float* __restrict__ w,
+                                       const double* __restrict__ c, int d, int u) {
+    double wu = (double)w[u];
+    double g = (double)G[(size_t)u * d + u];
+    return __dadd_rn(__dmul_rn(__dmul_rn(wu, wu), g), __dmul_rn(__dmul_rn(2.0, wu), c[u]));
+}
+
+// b_q = w_q * w_q * G[q,q] - 2 * w_q * c_q
+__device__ __forceinline__ double b_of(const float* __restrict__ G, const float* __restrict__ w,
+                                       const double* __restrict__ c, int d, int q) {
+    double wq = (double)w[q];
+    double g = (double)G[(size_t)q * d + q];
+    return __dsub_rn(__dmul_rn(__dmul_rn(wq, wq), g), __dmul_rn(__dmul_rn(2.0, wq), c[q]));
+}
+
+// Delta(u, q) = a_u + b_q - 2 * w_u * w_q * G[u,q]
+__device__ __forceinline__ double delta_of(const float* __restrict__ G, const float* __restrict__ w,
+                                           const double* __restrict__ c, int d, int u, int q) {
+    double pair = __dmul_rn(__dmul_rn(__dmul_rn(2.0, (double)w[u]), (double)w[q]),
+                            (double)G[(size_t)u * d + q]);
+    return __dsub_rn(__dadd_rn(a_of(G, w, c, d, u), b_of(G, w, c, d, q)), pair);
+}
+
+// The f32 pair value of the search (simd::pair_value on the CPU).
+__device__ __forceinline__ float pair_value(float g_uq, float h_q, float b_q, float s_u) {
+    return __fadd_rn(b_q, __fmul_rn(s_u, __fmul_rn(h_q, g_uq)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Block-wide argmin under the tie rule: smaller value, then smaller u. Every thread gets
+// the result. Needs blockDim.x a multiple of 32 and at most 1024.
+
+template <typename V>
+__device__ __forceinline__ bool better(V v1, int u1, V v2, int u2) {
+    return v1 < v2 || (v1 == v2 && u1 < u2);
+}
+
+template <typename V>
+__device__ void block_argmin(V& v, int& u, int& q) {
+    __shared__ V sv[32];
+    __shared__ int su[32];
+    __shared__ int sq[32];
+    const unsigned full = 0xffffffffu;
+    for (int off = 16; off > 0; off >>= 1) {
+        V ov = __shfl_down_sync(full, v, off);
+        int ou = __shfl_down_sync(full, u, off);
+        int oq = __shfl_down_sync(full, q, off);
+        if (better(ov, ou, v, u)) {
+            v = ov;
+            u = ou;
+            q = oq;
+        }
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int nwarps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) {
+        sv[warp] = v;
+        su[warp] = u;
+        sq[warp] = q;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        if (lane < nwarps) {
+            v = sv[lane];
+            u = su[lane];
+            q = sq[lane];
+        } else {
+            v = (V)INF_D;
+            u = NO_INDEX;
+            q = -1;
+        }
+        for (int off = 16; off > 0; off >>= 1) {
+            V ov = __shfl_down_sync(full, v, off);
+            int ou = __shfl_down_sync(full, u, off);
+            int oq = __shfl_down_sync(full, q, off);
+            if (better(ov, ou, v, u)) {
+                v = ov;
+                u = ou;
+                q = oq;
+            }
+        }
+        if (lane == 0) {
+            sv[0] = v;
+            su[0] = u;
+            sq[0] = q;
+        }
+    }
+    __syncthreads();
+    v = sv[0];
+    u = su[0];
+    q = sq[0];
+    __syncthreads();
+}
+
+// ---------------------------------------------------------------------------------------
+// Decision and application of one row's best candidate (RowJob::decide on the CPU).
+// Called by every thread of the row's block, with the same (found, u, q).
+
+__device__ void decide_apply(int r, bool found, int u, int q, const float* __restrict__ G,
+                             const float* __restrict__ w, unsigned char* __restrict__ mk,
+                             double* __restrict__ c, int* __restrict__ status,
+                             double* __restrict__ err, int* __restrict__ swaps,
+                             int* __restrict__ steps, int* __restrict__ since,
+                             int* __restrict__ need, int d, long long max_swaps,
+                             int recompute_every, double rel_tol) {
+    __shared__ int accept;
+    if (threadIdx.x == 0) {
+        steps[r] += 1;
+        accept = 0;
+        if (!found) {
+            status[r] = ST_NOTHING;
+            need[r] = 1;
+        } else {
+            double delta = delta_of(G, w, c, d, u, q);
+            double tol = __dmul_rn(rel_tol, fmax(err[r], 0.0));
+            if (delta >= -tol) {
+                status[r] = ST_OPTIMAL;
+                need[r] = 1;
+            } else {
+                accept = 1;
+                err[r] = __dadd_rn(err[r], delta);
+            }
+        }
+    }
+    __syncthreads();
+    if (!accept) return;
+    // c <- (c + w_u G[u,:]) + (-w_q) G[q,:], two roundings per element as on the CPU
+    // (its two axpy passes); thread 0 read c[u], c[q] above, before the barrier.
+    const double wu = (double)w[u];
+    const double nwq = -(double)w[q];
+    const float* gu = G + (size_t)u * d;
+    const float* gq = G + (size_t)q * d;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        double t = __dadd_rn(c[j], __dmul_rn(wu, (double)gu[j]));
+        c[j] = __dadd_rn(t, __dmul_rn(nwq, (double)gq[j]));
+    }
+    if (threadIdx.x == 0) {
+        mk[u] = 0;
+        mk[q] = 1;
+        swaps[r] += 1;
+        since[r] += 1;
+        if (recompute_every > 0 && since[r] >= recompute_every) {
+            need[r] = 1;
+            since[r] = 0;
+        }
+        if (max_swaps >= 0 && (long long)swaps[r] >= max_swaps) {
+            status[r] = ST_MAX_SWAPS;
+            need[r] = 1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Exact recompute of c = G p (and optionally y = G (w - p) for the dense energy) for the
+// rows with need[r] set. Thread = one column i of RC_RB rows; G is read once per block
+// for all its rows, coalesced along i. Terms are added in ascending j, starting from +0,
+// exactly as the CPU's axpy loop; the CPU skips kept j and j with w_j == 0, which adds
+// nothing here either (w_j * G is +-0 and +0 + -0 = +0, x + -0 = x).
+
+#define RC_RB 8
+#define RC_TJ 128
+
+extern "C" __global__ void __launch_bounds__(256)
+recompute_c(const float* __restrict__ G, const float* __restrict__ W,
+            const unsigned char* __restrict__ mask, const int* __restrict__ need,
+            double* __restrict__ c, double* __restrict__ y, int want_y, int rows, int d) {
+    __shared__ double pc[RC_RB][RC_TJ];
+    __shared__ double pk[RC_RB][RC_TJ];
+    __shared__ int any;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int r0 = blockIdx.y * RC_RB;
+    if (threadIdx.x == 0) {
+        int a = 0;
+        for (int rr = 0; rr < RC_RB; ++rr) {
+            int r = r0 + rr;
+            if (r < rows && need[r]) a = 1;
+        }
+        any = a;
+    }
+    __syncthreads();
+    if (!any) return;
+    double acc[RC_RB];
+    double accy[RC_RB];
+#pragma unroll
+    for (int rr = 0; rr < RC_RB; ++rr) {
+        acc[rr] = 0.0;
+        accy[rr] = 0.0;
+    }
+    for (int j0 = 0; j0 < d; j0 += RC_TJ) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < RC_RB * RC_TJ; idx += blockDim.x) {
+            int rr = idx / RC_TJ, jj = idx % RC_TJ;
+            int r = r0 + rr, j = j0 + jj;
+            double wj = 0.0;
+            unsigned char m = 1;
+            if (r < rows && j < d) {
+                wj = (double)W[(size_t)r * d + j];
+                m = mask[(size_t)r * d + j];
+            }
+            pc[rr][jj] = m ? 0.0 : wj;
+            pk[rr][jj] = m ? wj : 0.0;
+        }
+        __syncthreads();
+        if (i < d) {
+            int jn = min(RC_TJ, d - j0);
+            for (int jj = 0; jj < jn; ++jj) {
+                double g = (double)G[(size_t)(j0 + jj) * d + i];
+#pragma unroll
+                for (int rr = 0; rr < RC_RB; ++rr) acc[rr] = __dadd_rn(acc[rr], __dmul_rn(pc[rr][jj], g));
+                if (want_y) {
+#pragma unroll
+                    for (int rr = 0; rr < RC_RB; ++rr)
+                        accy[rr] = __dadd_rn(accy[rr], __dmul_rn(pk[rr][jj], g));
+                }
+            }
+        }
+    }
+    if (i >= d) return;
+#pragma unroll
+    for (int rr = 0; rr < RC_RB; ++rr) {
+        int r = r0 + rr;
+        if (r < rows && need[r]) {
+            c[(size_t)r * d + i] = acc[rr];
+            if (want_y) y[(size_t)r * d + i] = accy[rr];
+        }
+    }
+}
+
+// E = sum over pruned j of w_j c_j (and the dense energy sum_j w_j (y_j + c_j)), summed
+// sequentially in ascending j like the CPU's iterator sums (which start from -0.0), for
+// rows with need[r]; clears need[r]. One thread per row: a sequential sum cannot be split
+// without changing its rounding.
+extern "C" __global__ void row_sums(const float* __restrict__ W, const unsigned char* __restrict__ mask,
+                                    const double* __restrict__ c, const double* __restrict__ y,
+                                    int want_y, int* __restrict__ need, double* __restrict__ err,
+                                    double* __restrict__ energy, int rows, int d) {
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows || !need[r]) return;
+    const float* w = W + (size_t)r * d;
+    const unsigned char* m = mask + (size_t)r * d;
+    const double* cr = c + (size_t)r * d;
+    double e = -0.0;
+    for (int j = 0; j < d; ++j)
+        if (!m[j]) e = __dadd_rn(e, __dmul_rn((double)w[j], cr[j]));
+    err[r] = e;
+    if (want_y) {
+        const double* yr = y + (size_t)r * d;
+        double s = -0.0;
+        for (int j = 0; j < d; ++j) s = __dadd_rn(s, __dmul_rn((double)w[j], __dadd_rn(yr[j], cr[j])));
+        energy[r] = s;
+    }
+    need[r] = 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Unstructured rows, one step = prep_unstructured, search_unstructured,
+// pick_apply_unstructured.
+
+// hb[r, q] = (h_q, b_q) for pruned q, (0, +inf) for kept q (RowSearch::prepare).
+// Grid: x = rows, y = column blocks (rows can exceed the 65535 limit of grid.y).
+extern "C" __global__ void prep_unstructured(const float* __restrict__ G, const float* __restrict__ W,
+                                             const unsigned char* __restrict__ mask,
+                                             const double* __restrict__ c,
+                                             const int* __restrict__ status, float2* __restrict__ hb,
+                                             int rows, int d) {
+    int r = blockIdx.x;
+    int q = blockIdx.y * blockDim.x + threadIdx.x;
+    if (r >= rows || q >= d || status[r] != ST_ACTIVE) return;
+    size_t o = (size_t)r * d;
+    float2 v;
+    if (mask[o + q]) {
+        v = make_float2(0.0f, INF_F);
+    } else {
+        v = make_float2(__fmul_rn(-2.0f, W[o + q]), __double2float_rn(b_of(G, W + o, c + o, d, q)));
+    }
+    hb[o + q] = v;
+}
+
+// The O(k (d - k)) part. Block = S_RB rows x S_TU candidate u; it walks all q in tiles of
+// S_TQ, with the G tile [S_TU x S_TQ] and the (h, b) tile [S_RB x S_TQ] in shared memory:
+// each G value loaded serves S_RB rows, each (h, b) serves S_TU u. Lane = u (S_UPT u per
+// lane, 32 apart: conflict-free with the padded stride), warp = rows (S_RPT rows per warp,
+// broadcast reads). Each thread keeps S_RPT x S_UPT running minima with their first q.
+// Pruned u are evaluated too (their result is ignored): predication would not save SIMT
+// work, and per-row compaction of kept u would break the sharing of G tiles across rows.
+
+#define S_UPT 4
+#define S_TU (32 * S_UPT)
+#define S_RPT 4
+#define S_RB (8 * S_RPT)
+#define S_TQ 32
+
+extern "C" __global__ void __launch_bounds__(256)
+search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
+                    const float2* __restrict__ hb, const int* __restrict__ status,
+                    float* __restrict__ minv, int* __restrict__ argq, int rows, int d) {
+    __shared__ float gs[S_TU][S_TQ + 1];
+    __shared__ float2 hbs[S_RB][S_TQ];
+    __shared__ int any;
+    const int u0 = blockIdx.x * S_TU;
+    const int r0 = blockIdx.y * S_RB;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (threadIdx.x == 0) {
+        int a = 0;
+        for (int rr = 0; rr < S_RB; ++rr) {
+            int r = r0 + rr;
+            if (r < rows && status[r] == ST_ACTIVE) a = 1;
+        }
+        any = a;
+    }
+    __syncthreads();
+    if (!any) return;
+
+    float s[S_RPT][S_UPT];
+    float best[S_RPT][S_UPT];
+    int bq[S_RPT][S_UPT];
+#pragma unroll
+    for (int t = 0; t < S_RPT; ++t) {
+        int r = r0 + warp * S_RPT + t;
+#pragma unroll
+        for (int k = 0; k < S_UPT; ++k) {
+            int u = u0 + lane + 32 * k;
+            s[t][k] = (r < rows && u < d) ? W[(size_t)r * d + u] : 0.0f;
+            best[t][k] = INF_F;
+            bq[t][k] = -1;
+        }
+    }
+    for (int q0 = 0; q0 < d; q0 += S_TQ) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < S_TU * S_TQ; idx += blockDim.x) {
+            int uu = idx / S_TQ, qq = idx % S_TQ;
+            int u = u0 + uu, q = q0 + qq;
+            gs[uu][qq] = (u < d && q < d) ? G[(size_t)u * d + q] : 0.0f;
+        }
+        for (int idx = threadIdx.x; idx < S_RB * S_TQ; idx += blockDim.x) {
+            int rr = idx / S_TQ, qq = idx % S_TQ;
+            int r = r0 + rr, q = q0 + qq;
+            hbs[rr][qq] = (r < rows && q < d) ? hb[(size_t)r * d + q] : make_float2(0.0f, INF_F);
+        }
+        __syncthreads();
+        const int qn = min(S_TQ, d - q0);
+        for (int qq = 0; qq < qn; ++qq) {
+            float g[S_UPT];
+#pragma unroll
+            for (int k = 0; k < S_UPT; ++k) g[k] = gs[lane + 32 * k][qq];
+#pragma unroll
+            for (int t = 0; t < S_RPT; ++t) {
+                float2 v = hbs[warp * S_RPT + t][qq];
+#pragma unroll
+                for (int k = 0; k < S_UPT; ++k) {
+                    float val = pair_value(g[k], v.x, v.y, s[t][k]);
+                    // Strict: the first (lowest) q keeps a tie, as the CPU's find().
+                    if (val < best[t][k]) {
+                        best[t][k] = val;
+                        bq[t][k] = q0 + qq;
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < S_RPT; ++t) {
+        int r = r0 + warp * S_RPT + t;
+        if (r >= rows) continue;
+#pragma unroll
+        for (int k = 0; k < S_UPT; ++k) {
+            int u = u0 + lane + 32 * k;
+            if (u < d) {
+                minv[(size_t)r * d + u] = best[t][k];
+                argq[(size_t)r * d + u] = bq[t][k];
+            }
+        }
+    }
+}
+
+// One block per row: Delta_u = (float) a_u + minv_u over kept u, argmin (lowest u among
+// ties; pick_best on the CPU), then the f64 decision and the update.
+extern "C" __global__ void __launch_bounds__(256)
+pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W,
+                        unsigned char* __restrict__ mask, double* __restrict__ c,
+                        const float* __restrict__ minv, const int* __restrict__ argq,
+                        int* __restrict__ status, double* __restrict__ err, int* __restrict__ swaps,
+                        int* __restrict__ steps, int* __restrict__ since, int* __restrict__ need,
+                        int rows, int d, long long max_swaps, int recompute_every, double rel_tol) {
+    const int r = blockIdx.x;
+    if (r >= rows || status[r] != ST_ACTIVE) return;
+    const size_t o = (size_t)r * d;
+    const float* w = W + o;
+    unsigned char* mk = mask + o;
+    double* cr = c + o;
+    float bv = INF_F;
+    int bu = NO_INDEX;
+    int unused = -1;
+    for (int u = threadIdx.x; u < d; u += blockDim.x) {
+        if (!mk[u]) continue;
+        float v = __fadd_rn(__double2float_rn(a_of(G, w, cr, d, u)), minv[o + u]);
+        if (v < bv) {
+            bv = v;
+            bu = u;
+        }
+    }
+    block_argmin<float>(bv, bu, unused);
+    // Found only for a finite value, as the CPU's `v < best_v` from +inf.
+    const bool found = bu != NO_INDEX && bv < INF_F;
+    const int q = found ? argq[o + bu] : -1;
+    decide_apply(r, found && q >= 0, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
+                 max_swaps, recompute_every, rel_tol);
+}
+
+// ---------------------------------------------------------------------------------------
+// N:M rows: candidates only inside each group of m (refine_row_nm on the CPU), Delta in
+// f64 directly. One block per row; a thread walks whole groups in ascending order (u, then
+// q, strict <), so within a thread ties keep the lowest (u, q); across threads the groups
+// are disjoint, so (Delta, u) decides.
+extern "C" __global__ void __launch_bounds__(256)
+step_nm(const float* __restrict__ G, const float* __restrict__ W, unsigned char* __restrict__ mask,
+        double* __restrict__ c, int* __restrict__ status, double* __restrict__ err,
+        int* __restrict__ swaps, int* __restrict__ steps, int* __restrict__ since,
+        int* __restrict__ need, int rows, int d, int m, long long max_swaps, int recompute_every,
+        double rel_tol) {
+    const int r = blockIdx.x;
+    if (r >= rows || status[r] != ST_ACTIVE) return;
+    const size_t o = (size_t)r * d;
+    const float* w = W + o;
+    unsigned char* mk = mask + o;
+    double* cr = c + o;
+    double bd = INF_D;
+    int bu = NO_INDEX, bq = -1;
+    const int groups = d / m;
+    for (int gi = threadIdx.x; gi < groups; gi += blockDim.x) {
+        const int g0 = gi * m;
+        for (int u = g0; u < g0 + m; ++u) {
+            if (!mk[u]) continue;
+            const double a = a_of(G, w, cr, d, u);
+            const double wu = (double)w[u];
+            for (int q = g0; q < g0 + m; ++q) {
+                if (mk[q]) continue;
+                double pair = __dmul_rn(__dmul_rn(__dmul_rn(2.0, wu), (double)w[q]),
+                                        (double)G[(size_t)u * d + q]);
+                double delta = __dsub_rn(__dadd_rn(a, b_of(G, w, cr, d, q)), pair);
+                if (delta < bd) {
+                    bd = delta;
+                    bu = u;
+                    bq = q;
+                }
+            }
+        }
+    }
+    block_argmin<double>(bd, bu, bq);
+    const bool found = bu != NO_INDEX && bd < INF_D;
+    decide_apply(r, found, bu, bq, G, w, mk, cr, status, err, swaps, steps, since, need, d,
+                 max_swaps, recompute_every, rel_tol);
+}
+
+// ---------------------------------------------------------------------------------------
+// Gram helper: copies the upper triangle (row-major i < j) onto the lower, so the Gram
+// matrix from cuBLAS is exactly symmetric (GEMM may round G[i,j] and G[j,i] differently).
+extern "C" __global__ void symmetrize_upper(float* __restrict__ G, int d) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    int i = blockIdx.y * blockDim.y + threadIdx.y;
+    if (i < d && j < d && i < j) G[(size_t)j * d + i] = G[(size_t)i * d + j];
+}
