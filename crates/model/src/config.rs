@@ -1,0 +1,434 @@
+//! The model configuration: parsed from a Hugging Face `config.json` or from GGUF
+//! metadata, and written back as a `config.json` that transformers loads.
+
+use crate::error::{ModelError, Result};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+/// The Llama-family architectures this crate runs. They share one forward; they differ in
+/// config keys and defaults (Qwen2 has q/k/v biases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM` (Llama 2/3, SmolLM).
+    Llama,
+    /// `MistralForCausalLM` (sliding-window attention is not applied: exact for windows
+    /// up to the sliding window, 4096 tokens for Mistral 7B v0.1).
+    Mistral,
+    /// `Qwen2ForCausalLM` (q/k/v projections with bias).
+    Qwen2,
+}
+
+impl Architecture {
+    /// The `architectures[0]` value of `config.json`.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Mistral => "MistralForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+
+    /// The `model_type` value of `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Mistral => "mistral",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+
+    fn from_hf(name: &str) -> Option<Architecture> {
+        match name {
+            "LlamaForCausalLM" | "llama" => Some(Architecture::Llama),
+            "MistralForCausalLM" | "mistral" => Some(Architecture::Mistral),
+            "Qwen2ForCausalLM" | "qwen2" => Some(Architecture::Qwen2),
+            _ => None,
+        }
+    }
+}
+
+/// Rotary-embedding frequency scaling (the `rope_scaling` / `rope_parameters` forms of
+/// transformers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// `linear`: positions divided by `factor` (frequencies divided by it).
+    Linear {
+        /// The scaling factor.
+        factor: f64,
+    },
+    /// `dynamic` (dynamic NTK): when a sequence is longer than
+    /// `max_position_embeddings`, the base grows as in transformers'
+    /// `_compute_dynamic_ntk_parameters`.
+    Dynamic {
+        /// The scaling factor.
+        factor: f64,
+    },
+    /// `llama3` (Llama 3.1): long wavelengths divided by `factor`, short ones kept, a
+    /// smooth blend between.
+    Llama3 {
+        /// The scaling factor.
+        factor: f64,
+        /// `low_freq_factor`.
+        low_freq_factor: f64,
+        /// `high_freq_factor`.
+        high_freq_factor: f64,
+        /// `original_max_position_embeddings`.
+        original_max_position_embeddings: usize,
+    },
+}
+
+impl RopeScaling {
+    /// The `rope_scaling` object of `config.json`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            RopeScaling::Linear { factor } => {
+                json!({"rope_type": "linear", "type": "linear", "factor": factor})
+            }
+            RopeScaling::Dynamic { factor } => {
+                json!({"rope_type": "dynamic", "type": "dynamic", "factor": factor})
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => json!({
+                "rope_type": "llama3",
+                "factor": factor,
+                "low_freq_factor": low_freq_factor,
+                "high_freq_factor": high_freq_factor,
+                "original_max_position_embeddings": original_max_position_embeddings,
+            }),
+        }
+    }
+}
+
+/// The hyper-parameters of a Llama-family decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Which architecture (config class) this is.
+    pub architecture: Architecture,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// Rotary scaling, if any.
+    pub rope_scaling: Option<RopeScaling>,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Context length the model was trained for.
+    pub max_position_embeddings: usize,
+    /// Whether `lm_head` shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token id(s) (Llama 3 lists several).
+    pub eos_token_id: Vec<u32>,
+}
+
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn req_usize(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<usize> {
+    match get(obj, key) {
+        None => Err(ModelError::MissingKey {
+            path: path.into(),
+            key: key.into(),
+        }),
+        Some(v) => v
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| ModelError::Json {
+                path: path.into(),
+                reason: format!("key '{key}' must be a non-negative integer, got {v}"),
+            }),
+    }
+}
+
+fn opt_usize(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(_) => req_usize(path, obj, key).map(Some),
+    }
+}
+
+fn opt_f64(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| ModelError::Json {
+            path: path.into(),
+            reason: format!("key '{key}' must be a number, got {v}"),
+        }),
+    }
+}
+
+fn token_ids(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Vec<u32>> {
+    let bad = |v: &Value| ModelError::Json {
+        path: path.into(),
+        reason: format!("key '{key}' must be a token id or a list of them, got {v}"),
+    };
+    match get(obj, key) {
+        None => Ok(vec![]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_u64().map(|i| i as u32).ok_or_else(|| bad(x)))
+            .collect(),
+        Some(v) => v.as_u64().map(|i| vec![i as u32]).ok_or_else(|| bad(v)),
+    }
+}
+
+/// Parses a rope scaling object (either form); `key` names it in errors.
+fn parse_rope_scaling(
+    path: &Path,
+    obj: &Map<String, Value>,
+    key: &str,
+    max_pos: usize,
+) -> Result<Option<RopeScaling>> {
+    let kind = get(obj, "rope_type")
+        .or_else(|| get(obj, "type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let factor = || -> Result<f64> {
+        opt_f64(path, obj, "factor")?.ok_or_else(|| ModelError::MissingKey {
+            path: path.into(),
+            key: format!("{key}.factor"),
+        })
+    };
+    Ok(match kind {
+        "default" | "none" => None,
+        "linear" => Some(RopeScaling::Linear { factor: factor()? }),
+        "dynamic" => Some(RopeScaling::Dynamic { factor: factor()? }),
+        "llama3" => Some(RopeScaling::Llama3 {
+            factor: factor()?,
+            low_freq_factor: opt_f64(path, obj, "low_freq_factor")?.unwrap_or(1.0),
+            high_freq_factor: opt_f64(path, obj, "high_freq_factor")?.unwrap_or(4.0),
+            original_max_position_embeddings: opt_usize(
+                path,
+                obj,
+                "original_max_position_embeddings",
+            )?
+            .unwrap_or(max_pos),
+        }),
+        other => {
+            return Err(ModelError::Unsupported {
+                path: path.into(),
+                what: format!(
+                    "rope type '{other}' in '{key}' (supported: default, linear, dynamic, llama3)"
+                ),
+            })
+        }
+    })
+}
+
+impl LlamaConfig {
+    /// Parses a Hugging Face `config.json` (its text `text`, read from `path`).
+    pub fn from_hf_json(path: &Path, text: &str) -> Result<LlamaConfig> {
+        let v: Value = serde_json::from_str(text).map_err(|e| ModelError::Json {
+            path: path.into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        let obj = v.as_object().ok_or_else(|| ModelError::Json {
+            path: path.into(),
+            reason: "config.json is not a JSON object".into(),
+        })?;
+        let arch_name = get(obj, "architectures")
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.first())
+            .and_then(|a| a.as_str())
+            .map(str::to_string);
+        let model_type = get(obj, "model_type").and_then(|m| m.as_str());
+        let architecture = match (&arch_name, model_type) {
+            (Some(a), _) => Architecture::from_hf(a).ok_or_else(|| ModelError::Unsupported {
+                path: path.into(),
+                what: format!(
+                    "architecture '{a}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"
+                ),
+            })?,
+            (None, Some(m)) => Architecture::from_hf(m).ok_or_else(|| ModelError::Unsupported {
+                path: path.into(),
+                what: format!("model_type '{m}' (supported: llama, mistral, qwen2)"),
+            })?,
+            (None, None) => {
+                return Err(ModelError::MissingKey {
+                    path: path.into(),
+                    key: "architectures".into(),
+                })
+            }
+        };
+        let hidden_size = req_usize(path, obj, "hidden_size")?;
+        let num_attention_heads = req_usize(path, obj, "num_attention_heads")?;
+        let num_key_value_heads =
+            opt_usize(path, obj, "num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let max_position_embeddings =
+            opt_usize(path, obj, "max_position_embeddings")?.unwrap_or(2048);
+        // transformers v5 moved rope_theta and the scaling into `rope_parameters`; older
+        // configs have `rope_theta` and `rope_scaling` at the top level.
+        let (rope_theta, rope_scaling) =
+            match get(obj, "rope_parameters").and_then(|r| r.as_object()) {
+                Some(rp) => (
+                    opt_f64(path, rp, "rope_theta")?
+                        .or(opt_f64(path, obj, "rope_theta")?)
+                        .unwrap_or(10000.0),
+                    parse_rope_scaling(path, rp, "rope_parameters", max_position_embeddings)?,
+                ),
+                None => (
+                    opt_f64(path, obj, "rope_theta")?.unwrap_or(10000.0),
+                    match get(obj, "rope_scaling").and_then(|r| r.as_object()) {
+                        Some(rs) => {
+                            parse_rope_scaling(path, rs, "rope_scaling", max_position_embeddings)?
+                        }
+                        None => None,
+                    },
+                ),
+            };
+        let cfg = LlamaConfig {
+            architecture,
+            hidden_size,
+            intermediate_size: req_usize(path, obj, "intermediate_size")?,
+            num_attention_heads,
+            num_key_value_heads,
+            num_hidden_layers: req_usize(path, obj, "num_hidden_layers")?,
+            head_dim: opt_usize(path, obj, "head_dim")?
+                .unwrap_or(hidden_size / num_attention_heads.max(1)),
+            rms_norm_eps: opt_f64(path, obj, "rms_norm_eps")?.unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            vocab_size: req_usize(path, obj, "vocab_size")?,
+            max_position_embeddings,
+            tie_word_embeddings: get(obj, "tie_word_embeddings")
+                .and_then(|t| t.as_bool())
+                .unwrap_or(false),
+            bos_token_id: token_ids(path, obj, "bos_token_id")?.first().copied(),
+            eos_token_id: token_ids(path, obj, "eos_token_id")?,
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks the head arithmetic.
+    pub(crate) fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |reason: String| ModelError::Json {
+            path: path.into(),
+            reason,
+        };
+        if self.num_attention_heads == 0 || self.num_key_value_heads == 0 || self.head_dim == 0 {
+            return Err(bad(
+                "num_attention_heads, num_key_value_heads and head_dim must be positive".into(),
+            ));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(bad(format!(
+                "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            )));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(bad(format!(
+                "head_dim ({}) must be even for rotary embeddings",
+                self.head_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// A `config.json` object for transformers' `*ForCausalLM` with `torch_dtype`.
+    /// `base` (the source `config.json`, when the model came from one) supplies keys this
+    /// crate does not model, so they survive a round trip.
+    pub fn to_hf_json(&self, torch_dtype: &str, base: Option<&Value>) -> Value {
+        let mut obj = base
+            .and_then(|b| b.as_object())
+            .cloned()
+            .unwrap_or_default();
+        let mut set = |k: &str, v: Value| {
+            obj.insert(k.to_string(), v);
+        };
+        set("architectures", json!([self.architecture.hf_class()]));
+        set("model_type", json!(self.architecture.model_type()));
+        set("hidden_size", json!(self.hidden_size));
+        set("intermediate_size", json!(self.intermediate_size));
+        set("num_attention_heads", json!(self.num_attention_heads));
+        set("num_key_value_heads", json!(self.num_key_value_heads));
+        set("num_hidden_layers", json!(self.num_hidden_layers));
+        set("head_dim", json!(self.head_dim));
+        set("hidden_act", json!("silu"));
+        set("rms_norm_eps", json!(self.rms_norm_eps));
+        set("rope_theta", json!(self.rope_theta));
+        set(
+            "rope_scaling",
+            self.rope_scaling
+                .as_ref()
+                .map(RopeScaling::to_json)
+                .unwrap_or(Value::Null),
+        );
+        set("vocab_size", json!(self.vocab_size));
+        set(
+            "max_position_embeddings",
+            json!(self.max_position_embeddings),
+        );
+        set("tie_word_embeddings", json!(self.tie_word_embeddings));
+        set(
+            "bos_token_id",
+            self.bos_token_id.map(|b| json!(b)).unwrap_or(Value::Null),
+        );
+        set(
+            "eos_token_id",
+            match self.eos_token_id.as_slice() {
+                [] => Value::Null,
+                [one] => json!(one),
+                many => json!(many),
+            },
+        );
+        set("torch_dtype", json!(torch_dtype));
+        // The v5 form would now disagree with the keys above; the top-level keys win.
+        obj.remove("rope_parameters");
+        Value::Object(obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rope_forms() {
+        let p = Path::new("config.json");
+        let base = r#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,
+            "num_attention_heads":4,"num_key_value_heads":2,"num_hidden_layers":2,"vocab_size":100,
+            "rms_norm_eps":1e-5,"max_position_embeddings":256"#;
+        let c = LlamaConfig::from_hf_json(p, &format!("{base},\"rope_theta\":500000.0,\"rope_scaling\":{{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}}}")).unwrap();
+        assert_eq!(c.rope_theta, 500000.0);
+        assert!(matches!(
+            c.rope_scaling,
+            Some(RopeScaling::Llama3 {
+                original_max_position_embeddings: 8192,
+                ..
+            })
+        ));
+        assert_eq!(c.head_dim, 16);
+        let c = LlamaConfig::from_hf_json(p, &format!("{base},\"rope_parameters\":{{\"rope_type\":\"linear\",\"factor\":2.0,\"rope_theta\":1000.0}}}}")).unwrap();
+        assert_eq!(c.rope_theta, 1000.0);
+        assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 2.0 }));
+        let e = LlamaConfig::from_hf_json(
+            p,
+            &format!("{base},\"rope_scaling\":{{\"type\":\"yarn\",\"factor\":2.0}}}}"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rope type 'yarn'"), "{e}");
+        let j = c.to_hf_json("bfloat16", None);
+        let back = LlamaConfig::from_hf_json(p, &j.to_string()).unwrap();
+        assert_eq!(back, c);
+    }
+}

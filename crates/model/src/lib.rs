@@ -1,0 +1,41 @@
+//! # sparseswaps-model
+//!
+//! Llama-family decoders (Llama 2/3, Mistral, Qwen2, SmolLM) for the sparseswaps
+//! pruning pipeline, on the CPU with f32 activations:
+//!
+//! - [`load`]: a Hugging Face directory (`config.json`, one or several `*.safetensors`
+//!   with `model.safetensors.index.json`, `tokenizer.json`; f32, f16 or bf16) or a GGUF
+//!   file (dequantized to f32, Q/K un-permuted to HF layout, tokenizer built from its
+//!   metadata);
+//! - the block-level interface the pipeline drives: [`Model::embed`],
+//!   [`Model::block_forward_capture`] (block output and the input of each linear
+//!   layer), [`Model::weight`] / [`Model::set_weight`] by HF name, [`Model::logits`];
+//! - [`perplexity_of_file`] over consecutive windows (see [`ppl`] for the exact rules);
+//! - [`save_hf_dir`]: an HF directory transformers loads, written atomically.
+//!
+//! What it is not for: generation at speed (there is no KV cache), GPUs, training.
+//! It never prints; long operations report progress through a callback.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod load;
+pub mod model;
+pub mod ppl;
+pub mod rope;
+pub mod write;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use config::{Architecture, LlamaConfig, RopeScaling};
+pub use error::{ModelError, Result};
+pub use gguf::load_gguf;
+pub use load::{load, load_hf_dir};
+pub use model::{
+    Activations, BlockCapture, BlockWeights, CapturePoint, LinearKind, Model, ModelSource,
+    SourceDtype,
+};
+pub use ppl::{perplexity, perplexity_of_file, read_text, Perplexity};
+pub use tokenizers::Tokenizer;
+pub use write::{save_hf_dir, SaveDtype};

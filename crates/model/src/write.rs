@@ -1,0 +1,253 @@
+//! Writing a model as a Hugging Face directory that transformers' `*ForCausalLM` and
+//! this crate's loader read back.
+
+use crate::error::{io_err, ModelError, Result};
+use crate::model::{LinearKind, Model, SourceDtype};
+use candle_core::Tensor;
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::json;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Element type of the written weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveDtype {
+    /// 32-bit float (exact).
+    F32,
+    /// IEEE half (rounded to nearest even).
+    F16,
+    /// bfloat16 (rounded to nearest even).
+    BF16,
+    /// The dtype of the source files; f32 for a GGUF source (its quantized types have no
+    /// safetensors equivalent).
+    Source,
+}
+
+impl std::str::FromStr for SaveDtype {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<SaveDtype> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(SaveDtype::F32),
+            "f16" | "float16" => Ok(SaveDtype::F16),
+            "bf16" | "bfloat16" => Ok(SaveDtype::BF16),
+            "source" => Ok(SaveDtype::Source),
+            _ => Err(ModelError::InvalidArgument(format!(
+                "dtype '{s}': expected f32, f16, bf16 or source"
+            ))),
+        }
+    }
+}
+
+fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
+    match (dtype, source) {
+        (SaveDtype::Source, SourceDtype::F16) => SaveDtype::F16,
+        (SaveDtype::Source, SourceDtype::BF16) => SaveDtype::BF16,
+        (SaveDtype::Source, _) => SaveDtype::F32,
+        (d, _) => d,
+    }
+}
+
+fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
+    let data = t
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|source| ModelError::Candle {
+            context: format!("reading tensor '{name}' for writing"),
+            source,
+        })?;
+    let (dt, bytes): (Dtype, Vec<u8>) = match dtype {
+        SaveDtype::F16 => (
+            Dtype::F16,
+            data.iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+        ),
+        SaveDtype::BF16 => (
+            Dtype::BF16,
+            data.iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+        ),
+        _ => (
+            Dtype::F32,
+            data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    };
+    Ok((dt, t.dims().to_vec(), bytes))
+}
+
+/// Files of a source HF directory copied as they are (they configure generation and the
+/// tokenizer's Python class, which this crate does not model).
+const AUX_FILES: [&str; 4] = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+];
+
+/// Writes `model` as a Hugging Face directory at `out`: `config.json`,
+/// `model.safetensors`, `tokenizer.json` (and, from an HF source, its tokenizer and
+/// generation configs). Everything is written into a temporary directory beside `out`,
+/// which is then renamed into place: a failure leaves no partial `out`. An existing
+/// `out` is an error unless `overwrite`.
+pub fn save_hf_dir(model: &Model, out: &Path, dtype: SaveDtype, overwrite: bool) -> Result<()> {
+    if out.exists() && !overwrite {
+        return Err(ModelError::OutputExists { path: out.into() });
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(ModelError::NotFound { path: parent });
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            ModelError::InvalidArgument(format!("{}: not a directory name", out.display()))
+        })?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    let res = write_into(model, &tmp, dtype).and_then(|()| {
+        if out.exists() {
+            // Replace: move the old one aside first so a failed rename loses nothing.
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            fs::rename(out, &old).map_err(io_err(out))?;
+            fs::rename(&tmp, out).map_err(io_err(out))?;
+            if old.is_dir() {
+                fs::remove_dir_all(&old).map_err(io_err(&old))
+            } else {
+                fs::remove_file(&old).map_err(io_err(&old))
+            }
+        } else {
+            fs::rename(&tmp, out).map_err(io_err(out))
+        }
+    });
+    if res.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+fn write_into(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
+    let src = model.source();
+    let dtype = resolve(dtype, &src.dtype);
+    let torch_dtype = match dtype {
+        SaveDtype::F16 => "float16",
+        SaveDtype::BF16 => "bfloat16",
+        _ => "float32",
+    };
+    let cfg = model.config();
+    // Weights.
+    let mut named: Vec<(String, &Tensor)> = vec![
+        ("model.embed_tokens.weight".into(), model.embed_tokens()),
+        ("model.norm.weight".into(), model.final_norm()),
+    ];
+    if !cfg.tie_word_embeddings {
+        named.push(("lm_head.weight".into(), model.lm_head()));
+    }
+    for l in 0..model.num_layers() {
+        let b = model.block(l)?;
+        named.push((
+            format!("model.layers.{l}.input_layernorm.weight"),
+            &b.input_layernorm,
+        ));
+        named.push((
+            format!("model.layers.{l}.post_attention_layernorm.weight"),
+            &b.post_attention_layernorm,
+        ));
+        for k in LinearKind::ALL {
+            named.push((k.weight_name(l), b.weight(k)));
+            if let Some(bias) = b.bias(k) {
+                named.push((format!("model.layers.{l}.{}.bias", k.module()), bias));
+            }
+        }
+    }
+    let owned: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> = named
+        .into_iter()
+        .map(|(n, t)| bytes_of(&n, t, dtype).map(|b| (n, b)))
+        .collect::<Result<_>>()?;
+    let st_path = dir.join("model.safetensors");
+    let views = owned
+        .iter()
+        .map(|(n, (dt, shape, bytes))| {
+            TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| ModelError::BadTensor {
+                    name: n.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // transformers refuses safetensors files without `format: pt` metadata.
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &st_path).map_err(|e| {
+        ModelError::Safetensors {
+            path: st_path.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    drop(owned);
+
+    // config.json.
+    let config = cfg.to_hf_json(torch_dtype, src.hf_config.as_ref());
+    write_json(&dir.join("config.json"), &config)?;
+
+    // Tokenizer: the source file verbatim when there is one.
+    let tok_path = dir.join("tokenizer.json");
+    match &src.tokenizer_json {
+        Some(bytes) => fs::write(&tok_path, bytes).map_err(io_err(&tok_path))?,
+        None => {
+            let s = model
+                .tokenizer()
+                .to_string(false)
+                .map_err(|e| ModelError::Tokenizer {
+                    path: tok_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            fs::write(&tok_path, s).map_err(io_err(&tok_path))?;
+        }
+    }
+    let mut copied_tok_config = false;
+    if src.path.is_dir() {
+        for f in AUX_FILES {
+            let from = src.path.join(f);
+            if from.is_file() {
+                fs::copy(&from, dir.join(f)).map_err(io_err(&from))?;
+                copied_tok_config |= f == "tokenizer_config.json";
+            }
+        }
+    }
+    if !copied_tok_config {
+        // Without it transformers would pick LlamaTokenizerFast from model_type, which
+        // adds a BOS the source tokenizer does not.
+        let tok = |id: Option<u32>| {
+            id.and_then(|i| model.tokenizer().id_to_token(i))
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::Null)
+        };
+        let tc = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": tok(cfg.bos_token_id),
+            "eos_token": tok(cfg.eos_token_id.first().copied()),
+            "add_bos_token": false,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": cfg.max_position_embeddings,
+        });
+        write_json(&dir.join("tokenizer_config.json"), &tc)?;
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| ModelError::Json {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    fs::write(path, s + "\n").map_err(io_err(path))
+}
