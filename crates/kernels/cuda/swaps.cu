@@ -412,14 +412,17 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
 }
 
 // One block per row: Delta_u = (float) a_u + minv_u over kept u, argmin (lowest u among
-// ties; pick_best on the CPU), then the f64 decision and the update.
+// ties; pick_best on the CPU), then the f64 decision and the update. With apply == 0 the
+// pair is only written to picks[2r], picks[2r + 1] (-1 when none): one search step with
+// nothing applied, as the CPU's best_swaps_unstructured.
 extern "C" __global__ void __launch_bounds__(256)
 pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                         unsigned char* __restrict__ mask, double* __restrict__ c,
                         const float* __restrict__ minv, const int* __restrict__ argq,
                         int* __restrict__ status, double* __restrict__ err, int* __restrict__ swaps,
                         int* __restrict__ steps, int* __restrict__ since, int* __restrict__ need,
-                        int rows, int d, long long max_swaps, int recompute_every, double rel_tol) {
+                        int rows, int d, long long max_swaps, int recompute_every, double rel_tol,
+                        int apply, int* __restrict__ picks) {
     const int r = blockIdx.x;
     if (r >= rows || status[r] != ST_ACTIVE) return;
     const size_t o = (size_t)r * d;
@@ -441,6 +444,13 @@ pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W
     // Found only for a finite value, as the CPU's `v < best_v` from +inf.
     const bool found = bu != NO_INDEX && bv < INF_F;
     const int q = found ? argq[o + bu] : -1;
+    if (!apply) {
+        if (threadIdx.x == 0) {
+            picks[2 * (size_t)r] = (found && q >= 0) ? bu : -1;
+            picks[2 * (size_t)r + 1] = (found && q >= 0) ? q : -1;
+        }
+        return;
+    }
     decide_apply(r, found && q >= 0, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
                  max_swaps, recompute_every, rel_tol);
 }

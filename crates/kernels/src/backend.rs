@@ -99,6 +99,8 @@ struct ChunkBuffers {
     steps: CudaSlice<i32>,
     since: CudaSlice<i32>,
     need: CudaSlice<i32>,
+    /// `(u, q)` per row when a search step is run without applying it.
+    picks: CudaSlice<i32>,
 }
 
 /// Bytes per row of [`ChunkBuffers`].
@@ -243,6 +245,7 @@ impl CudaBackend {
             steps: s.alloc_zeros::<i32>(rows).map_err(e)?,
             since: s.alloc_zeros::<i32>(rows).map_err(e)?,
             need: s.alloc_zeros::<i32>(rows).map_err(e)?,
+            picks: s.alloc_zeros::<i32>(2 * rows).map_err(e)?,
         })
     }
 
@@ -310,6 +313,55 @@ impl CudaBackend {
         ))
     }
 
+    /// One exhaustive search step for every row of an unstructured layer, applying
+    /// nothing: each row's best pair `(u, q)` under the CPU's tie rule, or `None` when the
+    /// row has no pair. The GPU counterpart of
+    /// [`sparseswaps_core::best_swaps_unstructured`], for checks and benchmarks.
+    pub fn best_swaps_unstructured(
+        &self,
+        problem: &LayerProblem<'_>,
+        mask: &Mask,
+    ) -> Result<Vec<Option<(usize, usize)>>> {
+        problem.check_mask(mask)?;
+        let d = problem.d_in();
+        let d_out = problem.d_out();
+        let chunk = self.plan_chunk_rows(d, d_out, true)?;
+        let s = &self.stream;
+        let gram = s
+            .clone_htod(problem.gram())
+            .map_err(|e| driver_err("uploading the Gram matrix", e))?;
+        let mut b = self.alloc_chunk(chunk, d, true)?;
+        let mut out = Vec::with_capacity(d_out);
+        let opts = RefineOptions::default();
+        let e = |ctx: &'static str| move |x| driver_err(ctx, x);
+        for r0 in (0..d_out).step_by(chunk) {
+            let n = chunk.min(d_out - r0);
+            let span = r0 * d..(r0 + n) * d;
+            s.memcpy_htod(
+                &problem.weights()[span.clone()],
+                &mut b.w.slice_mut(0..n * d),
+            )
+            .map_err(e("uploading weights"))?;
+            s.memcpy_htod(&mask.as_slice()[span], &mut b.mask.slice_mut(0..n * d))
+                .map_err(e("uploading the mask"))?;
+            s.memcpy_htod(&vec![0i32; n], &mut b.status.slice_mut(0..n))
+                .map_err(e("resetting row state"))?;
+            s.memcpy_htod(&vec![1i32; n], &mut b.need.slice_mut(0..n))
+                .map_err(e("resetting row state"))?;
+            self.recompute(&gram, &mut b, n, d, false)?;
+            self.iterate(&gram, &mut b, n, d, None, &opts, 0)?;
+            let picks = s
+                .clone_dtoh(&b.picks.slice(0..2 * n))
+                .map_err(e("downloading picks"))?;
+            out.extend(
+                picks
+                    .chunks_exact(2)
+                    .map(|p| (p[0] >= 0 && p[1] >= 0).then(|| (p[0] as usize, p[1] as usize))),
+            );
+        }
+        Ok(out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn run_chunk(
         &self,
@@ -361,7 +413,7 @@ impl CudaBackend {
             s.memcpy_htod(&vec![steps; rows], &mut b.steps.slice_mut(0..rows))
                 .map_err(e("setting row steps"))?;
         } else {
-            self.iterate(gram, b, rows, d, group, opts)?;
+            self.iterate(gram, b, rows, d, group, opts, 1)?;
         }
 
         s.memcpy_dtoh(&b.mask.slice(0..n), mask_host)
@@ -392,7 +444,9 @@ impl CudaBackend {
             .collect())
     }
 
-    /// Steps until no row of the chunk is active.
+    /// Steps until no row of the chunk is active (`apply == 0`: one unstructured search
+    /// step whose picks are left in `b.picks`, nothing applied).
+    #[allow(clippy::too_many_arguments)]
     fn iterate(
         &self,
         gram: &CudaSlice<f32>,
@@ -401,6 +455,7 @@ impl CudaBackend {
         d: usize,
         group: Option<(usize, usize)>,
         opts: &RefineOptions,
+        apply: i32,
     ) -> Result<()> {
         let s = &self.stream;
         let rows_i = rows as i32;
@@ -472,9 +527,14 @@ impl CudaBackend {
                         .arg(&d_i)
                         .arg(&max_swaps)
                         .arg(&every)
-                        .arg(&rel_tol);
+                        .arg(&rel_tol)
+                        .arg(&apply)
+                        .arg(&mut b.picks);
                     // SAFETY: as above.
                     launch("pick_apply_unstructured", unsafe { l.launch(row_blocks) })?;
+                    if apply == 0 {
+                        return Ok(());
+                    }
                 }
                 Some((_, m)) => {
                     let m_i = m as i32;

@@ -72,6 +72,30 @@ fn unstructured_matches_cpu(gpu: &CudaBackend) -> Result<(), String> {
     check_case(gpu, &c, &opts(None), None)
 }
 
+/// One search step, nothing applied: the same pair per row as the CPU engine's step.
+fn first_step_matches_core(gpu: &CudaBackend) -> Result<(), String> {
+    for (d_out, d_in, s, seed) in [(40, 300, 0.5, 17), (17, 64, 0.0, 18), (33, 129, 0.7, 19)] {
+        let c = case(d_out, d_in, Pattern::unstructured(s).unwrap(), seed);
+        let p =
+            LayerProblem::new(&c.weights, c.d_out, c.d_in, &c.gram).map_err(|e| e.to_string())?;
+        let states: Vec<RowState<'_>> = (0..c.d_out)
+            .map(|r| RowState::new(p.row(r), c.warm.row(r), &c.gram))
+            .collect();
+        let want = sparseswaps_core::best_swaps_unstructured(&c.gram, &states, &c.warm);
+        let got = gpu
+            .best_swaps_unstructured(&p, &c.warm)
+            .map_err(|e| e.to_string())?;
+        if want != got {
+            let r = (0..c.d_out).find(|&r| want[r] != got[r]).unwrap_or(0);
+            return Err(format!(
+                "{d_out}x{d_in} s={s}: row {r}: cpu {:?}, gpu {:?}",
+                want[r], got[r]
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn nm_matches_cpu(gpu: &CudaBackend) -> Result<(), String> {
     for (d_out, d_in, n, m, seed) in [
         (40, 256, 2, 4, 6),
@@ -214,6 +238,7 @@ fn auto_selects_cuda(_gpu: &CudaBackend) -> Result<(), String> {
 fn main() {
     let tests: &[(&str, TestFn)] = &[
         ("unstructured_matches_cpu", unstructured_matches_cpu),
+        ("first_step_matches_core", first_step_matches_core),
         ("nm_matches_cpu", nm_matches_cpu),
         (
             "chunking_does_not_change_results",
@@ -224,11 +249,25 @@ fn main() {
         ("gram_matches_reference", gram_matches_reference),
         ("auto_selects_cuda", auto_selects_cuda),
     ];
-    // `cargo test -- NAME` filters; libtest flags (--nocapture, ...) are ignored.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // `cargo test -- NAME` filters; libtest flags (--nocapture, --test-threads N, ...) are
+    // ignored, with the value of those that take one.
+    let mut filters: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let takes_value = [
+            "--test-threads",
+            "--skip",
+            "--format",
+            "--color",
+            "--logfile",
+            "-Z",
+        ];
+        if takes_value.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
     let selected: Vec<_> = tests
         .iter()
         .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
