@@ -16,8 +16,12 @@
 #
 # Machines with nvcc but no Rust toolchain (the lent GPU machines' image): build on a
 # machine that has cargo and an nvcc NOT NEWER than the GPU machine's driver supports
-# (PTX from a newer nvcc fails to load: CUDA_ERROR_UNSUPPORTED_PTX_VERSION), e.g.
-#   NVCC=/path/to/cuda-13.0/bin/nvcc scripts/gpu-check.sh --prepare
+# (PTX from a newer nvcc fails to load: CUDA_ERROR_UNSUPPORTED_PTX_VERSION). For a CUDA
+# 13.0 driver, an nvcc from PyPI in a throwaway venv outside the repo does:
+#   python3 -m venv /tmp/nvcc13 && /tmp/nvcc13/bin/pip install nvidia-cuda-nvcc==13.0.88 \
+#     'nvidia-nvvm==13.0.*' 'nvidia-cuda-crt==13.0.*' 'nvidia-cuda-runtime==13.0.*'
+#   NVCC=$(echo /tmp/nvcc13/lib/python3*/site-packages/nvidia/cu13/bin/nvcc) \
+#     scripts/gpu-check.sh --prepare
 # which leaves the binaries in .gpu-check/ (added to .git/info/exclude); carry that folder
 # to the GPU machine and run there
 #   scripts/gpu-check.sh --prebuilt [RESULTS_FILE]
@@ -33,7 +37,7 @@ MODE=auto
 case "${1:-}" in
   --prepare) MODE=prepare; shift ;;
   --prebuilt) MODE=prebuilt; shift ;;
-  -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 esac
 if [ -n "${1:-}" ]; then
   RESULTS="$1"

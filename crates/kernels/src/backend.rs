@@ -142,8 +142,8 @@ impl CudaBackend {
         let module = ctx.load_module(Ptx::from_src(ptx_src)).map_err(|e| {
             KernelsError::Driver {
                 context: format!(
-                    "loading the PTX (built for {}; a driver older than the nvcc that built it cannot load it)",
-                    ptx::PTX_ARCH
+                    "loading the PTX ({}; a driver older than the nvcc that built it cannot load it: rebuild with an nvcc no newer than the driver)",
+                    ptx::build_info()
                 ),
                 message: e.to_string(),
             }

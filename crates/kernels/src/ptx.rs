@@ -18,10 +18,22 @@ pub fn swaps_ptx() -> Result<&'static str> {
     })
 }
 
+/// The PTX ISA version of the built kernels (`.version` line, e.g. "9.0"). A driver
+/// loads PTX only up to the ISA of its own CUDA version (CUDA 13.0: 9.0).
+pub fn ptx_isa_version() -> Option<&'static str> {
+    SWAPS_PTX?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(".version "))
+        .map(str::trim)
+}
+
 /// One line on how this build was made, for logs and reports.
 pub fn build_info() -> String {
     match PTX_MISSING_REASON {
-        None => format!("CUDA kernels built for {PTX_ARCH} by {NVCC_USED}"),
+        None => format!(
+            "CUDA kernels built for {PTX_ARCH} (PTX ISA {}) by {NVCC_USED}",
+            ptx_isa_version().unwrap_or("?")
+        ),
         Some(r) => format!("CUDA kernels not built: {r}"),
     }
 }

@@ -102,6 +102,8 @@ fn ptx_status_is_consistent() {
         ] {
             assert!(src.contains(&format!(".entry {k}(")), "PTX lacks {k}");
         }
+        let isa = ptx::ptx_isa_version().expect("PTX has a .version line");
+        assert!(isa.split('.').all(|p| p.parse::<u32>().is_ok()), "{isa}");
         // The CPU's rounding is reproduced only without fused multiply-adds.
         assert!(!src.contains("fma."), "PTX contains fused multiply-adds");
     }
