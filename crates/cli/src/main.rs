@@ -18,12 +18,18 @@ struct Cli {
 enum Command {
     /// Refine the mask of one linear layer from its weights and Gram matrix.
     RefineLayer(cmd::refine_layer::Args),
+    /// Convert a GGUF file or HF directory into an HF directory (config, safetensors, tokenizer).
+    Convert(cmd::convert::Args),
+    /// Perplexity of a model (GGUF file or HF directory) on a text file.
+    Eval(cmd::eval::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::RefineLayer(args) => cmd::refine_layer::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,5 @@
 //! One module per subcommand, each with its `Args` and `run`.
 
+pub mod convert;
+pub mod eval;
 pub mod refine_layer;

@@ -1,0 +1,59 @@
+//! `sparseswaps eval`: perplexity of a model on a text file.
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use sparseswaps_model::{load, perplexity_of_file};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `eval`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model: a GGUF file or a Hugging Face directory.
+    model: PathBuf,
+    /// UTF-8 text; tokenized whole without a BOS, cut into consecutive windows from the start.
+    #[arg(long, value_name = "FILE")]
+    text: PathBuf,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 512)]
+    seq_len: usize,
+    /// Most windows to evaluate (fewer when the text is shorter).
+    #[arg(long, default_value_t = 64)]
+    windows: usize,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<()> {
+    let t0 = Instant::now();
+    let model = load(&args.model)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let bar = ProgressBar::new(args.windows as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} windows {elapsed_precise} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t1 = Instant::now();
+    let res = perplexity_of_file(
+        &model,
+        &args.text,
+        args.seq_len,
+        args.windows,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    let p = res?;
+    println!(
+        "perplexity {:.4} (mean NLL {:.5} nats) over {} tokens in {} windows of {}; {:.1} s (load {:.1} s)",
+        p.ppl,
+        p.mean_nll,
+        p.tokens,
+        p.windows,
+        args.seq_len,
+        t1.elapsed().as_secs_f64(),
+        load_s
+    );
+    Ok(())
+}
