@@ -106,6 +106,11 @@ fn ptx_status_is_consistent() {
         assert!(isa.split('.').all(|p| p.parse::<u32>().is_ok()), "{isa}");
         // The CPU's rounding is reproduced only without fused multiply-adds.
         assert!(!src.contains("fma."), "PTX contains fused multiply-adds");
+        // ptxas may fuse a mul and an add that carry no rounding modifier; `.rn` ones it
+        // leaves alone, so every float multiply and add must carry it.
+        for op in ["mul.f32", "add.f32", "sub.f32", "mul.f64", "add.f64", "sub.f64"] {
+            assert!(!src.contains(op), "PTX has {op} without an explicit rounding mode");
+        }
     }
     println!("{}", ptx::build_info());
 }
