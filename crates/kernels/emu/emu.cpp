@@ -4,7 +4,7 @@
 #include "shim.h"
 
 #include <algorithm>
-#include <atomic>
+#include <mutex>
 
 #include "swaps.cu"
 
@@ -57,6 +57,10 @@ Pool& pool() {
 }  // namespace
 
 void emu_launch(dim3 grid, dim3 block, const std::function<void()>& f) {
+    // One launch at a time in the process: __shared__ statics, emu_block and the pool are
+    // global (callers on several threads, such as parallel tests, take turns).
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lock(mu);
     Pool& p = pool();
     unsigned n = block.x * block.y * block.z;
     if (n == 0 || n > POOL || n % 32 != 0) std::abort();
@@ -149,4 +153,39 @@ extern "C" int emu_refine(const float* G, const float* W, unsigned char* mask, i
         status[r] = st[r];
     }
     return 0;
+}
+
+// Mirror of CudaBackend::best_swaps_unstructured for one chunk: one search step, nothing
+// applied; picks[2r], picks[2r + 1] = (u, q) or -1.
+extern "C" int emu_best_swaps(const float* G, const float* W, unsigned char* mask, int rows,
+                              int d, int* picks) {
+    size_t n = (size_t)rows * d;
+    std::vector<double> c(n), y(n), err(rows), en(rows);
+    std::vector<float> hb(2 * n), minv(n);
+    std::vector<int> argq(n), st(rows, 0), sw(rows, 0), sp(rows, 0), since(rows, 0),
+        need(rows, 1);
+    emu_launch(D(cdiv(d, 256), cdiv(rows, 8)), D(256), [&] {
+        recompute_c(G, W, mask, need.data(), c.data(), y.data(), 0, rows, d);
+    });
+    emu_launch(D(cdiv(rows, 128)), D(128), [&] {
+        row_sums(W, mask, c.data(), y.data(), 0, need.data(), err.data(), en.data(), rows, d);
+    });
+    emu_launch(D(rows, cdiv(d, 256)), D(256), [&] {
+        prep_unstructured(G, W, mask, c.data(), st.data(), (float2*)hb.data(), rows, d);
+    });
+    emu_launch(D(cdiv(d, 128), cdiv(rows, 32)), D(256), [&] {
+        search_unstructured(G, W, (const float2*)hb.data(), st.data(), minv.data(), argq.data(),
+                            rows, d);
+    });
+    emu_launch(D(rows), D(256), [&] {
+        pick_apply_unstructured(G, W, mask, c.data(), minv.data(), argq.data(), st.data(),
+                                err.data(), sw.data(), sp.data(), since.data(), need.data(), rows,
+                                d, 100, 32, 1e-9, 0, picks);
+    });
+    return 0;
+}
+
+// The Gram helper kernel: copies the upper triangle onto the lower.
+extern "C" void emu_symmetrize(float* G, int d) {
+    emu_launch(D(cdiv(d, 16), cdiv(d, 16)), D(16, 16), [&] { symmetrize_upper(G, d); });
 }

@@ -76,6 +76,10 @@ fn build_emulator() -> Result<PathBuf, String> {
     Err(format!("no C++ compiler ({})", why.join("; ")))
 }
 
+type EmuBestSwaps =
+    unsafe extern "C" fn(*const f32, *const f32, *mut u8, i32, i32, *mut i32) -> i32;
+type EmuSymmetrize = unsafe extern "C" fn(*mut f32, i32);
+
 struct Emulated {
     mask: Mask,
     warm: Vec<f64>,
@@ -232,6 +236,52 @@ fn emulated_kernels_match_the_cpu_engine_bit_for_bit() {
         );
         compare(&name, &f, &c.weights, &c.gram, &c.warm, &pattern, &o);
     }
+    // One search step, nothing applied (CudaBackend::best_swaps_unstructured), against
+    // the CPU engine's step, rows with no pair included (sparsity 0).
+    // SAFETY: emu_best_swaps has exactly the EmuBestSwaps signature.
+    let best: libloading::Symbol<EmuBestSwaps> = unsafe { lib.get(b"emu_best_swaps") }.unwrap();
+    for (rows, d, s, seed) in [(40, 150, 0.5, 20), (6, 64, 0.0, 21)] {
+        let c = case(rows, d, Pattern::unstructured(s).unwrap(), seed);
+        let p = LayerProblem::new(&c.weights, rows, d, &c.gram).unwrap();
+        let states: Vec<_> = (0..rows)
+            .map(|r| sparseswaps_core::RowState::new(p.row(r), c.warm.row(r), &c.gram))
+            .collect();
+        let want = sparseswaps_core::best_swaps_unstructured(&c.gram, &states, &c.warm);
+        let mut mask = c.warm.as_slice().to_vec();
+        let mut picks = vec![0i32; 2 * rows];
+        // SAFETY: buffers of rows * d, d * d and 2 * rows elements.
+        unsafe {
+            best(
+                c.gram.as_ptr(),
+                c.weights.as_ptr(),
+                mask.as_mut_ptr(),
+                rows as i32,
+                d as i32,
+                picks.as_mut_ptr(),
+            )
+        };
+        let got: Vec<Option<(usize, usize)>> = picks
+            .chunks_exact(2)
+            .map(|q| (q[0] >= 0).then(|| (q[0] as usize, q[1] as usize)))
+            .collect();
+        assert_eq!(got, want, "first step {rows}x{d} s={s}");
+        assert_eq!(mask, c.warm.as_slice(), "a search step must apply nothing");
+        println!("first step {rows}x{d} s={s}: identical");
+    }
+    // The Gram helper makes a matrix exactly symmetric from its upper triangle.
+    // SAFETY: emu_symmetrize has exactly the EmuSymmetrize signature.
+    let sym: libloading::Symbol<EmuSymmetrize> = unsafe { lib.get(b"emu_symmetrize") }.unwrap();
+    let d = 37;
+    let mut g: Vec<f32> = (0..d * d).map(|i| i as f32).collect();
+    // SAFETY: g holds d * d values.
+    unsafe { sym(g.as_mut_ptr(), d as i32) };
+    for i in 0..d {
+        for j in 0..d {
+            let want = (i.min(j) * d + i.max(j)) as f32;
+            assert_eq!(g[i * d + j], want, "G[{i},{j}]");
+        }
+    }
+
     // Ties everywhere (weights on a coarse grid, G = I + constant): the tie rule decides.
     for (rows, d, pattern) in [
         (37, 70, Pattern::unstructured(0.5).unwrap()),
