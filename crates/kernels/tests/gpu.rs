@@ -272,6 +272,13 @@ fn main() {
         .iter()
         .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
         .collect();
+    // `--list` (cargo test -- --list, nextest): libtest's terse listing.
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return;
+    }
     let enabled = std::env::var("SPARSESWAPS_GPU_TESTS").is_ok_and(|v| v == "1");
     if !enabled {
         let here = match cuda_unavailable_reason() {
