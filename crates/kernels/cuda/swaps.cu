@@ -318,7 +318,9 @@ extern "C" __global__ void prep_unstructured(const float* __restrict__ G, const 
 // S_TQ, with the G tile [S_TU x S_TQ] and the (h, b) tile [S_RB x S_TQ] in shared memory:
 // each G value loaded serves S_RB rows, each (h, b) serves S_TU u. Lane = u (S_UPT u per
 // lane, 32 apart: conflict-free with the padded stride), warp = rows (S_RPT rows per warp,
-// broadcast reads). Each thread keeps S_RPT x S_UPT running minima with their first q.
+// broadcast reads). Each thread keeps S_RPT x S_UPT running minima (values only: one
+// min instruction per pair; the winning row's q is found afterwards by value, exactly as
+// the CPU's pick_best does).
 // Pruned u are evaluated too (their result is ignored): predication would not save SIMT
 // work, and per-row compaction of kept u would break the sharing of G tiles across rows.
 
@@ -331,7 +333,7 @@ extern "C" __global__ void prep_unstructured(const float* __restrict__ G, const 
 extern "C" __global__ void __launch_bounds__(256)
 search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                     const float2* __restrict__ hb, const int* __restrict__ status,
-                    float* __restrict__ minv, int* __restrict__ argq, int rows, int d) {
+                    float* __restrict__ minv, int rows, int d) {
     __shared__ float gs[S_TU][S_TQ + 1];
     __shared__ float2 hbs[S_RB][S_TQ];
     __shared__ int any;
@@ -351,7 +353,6 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
 
     float s[S_RPT][S_UPT];
     float best[S_RPT][S_UPT];
-    int bq[S_RPT][S_UPT];
 #pragma unroll
     for (int t = 0; t < S_RPT; ++t) {
         int r = r0 + warp * S_RPT + t;
@@ -360,7 +361,6 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
             int u = u0 + lane + 32 * k;
             s[t][k] = (r < rows && u < d) ? W[(size_t)r * d + u] : 0.0f;
             best[t][k] = INF_F;
-            bq[t][k] = -1;
         }
     }
     for (int q0 = 0; q0 < d; q0 += S_TQ) {
@@ -386,12 +386,8 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                 float2 v = hbs[warp * S_RPT + t][qq];
 #pragma unroll
                 for (int k = 0; k < S_UPT; ++k) {
-                    float val = pair_value(g[k], v.x, v.y, s[t][k]);
-                    // Strict: the first (lowest) q keeps a tie, as the CPU's find().
-                    if (val < best[t][k]) {
-                        best[t][k] = val;
-                        bq[t][k] = q0 + qq;
-                    }
+                    // fminf ignores a NaN operand, as the CPU's `v < m` keeps m.
+                    best[t][k] = fminf(best[t][k], pair_value(g[k], v.x, v.y, s[t][k]));
                 }
             }
         }
@@ -403,22 +399,20 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
 #pragma unroll
         for (int k = 0; k < S_UPT; ++k) {
             int u = u0 + lane + 32 * k;
-            if (u < d) {
-                minv[(size_t)r * d + u] = best[t][k];
-                argq[(size_t)r * d + u] = bq[t][k];
-            }
+            if (u < d) minv[(size_t)r * d + u] = best[t][k];
         }
     }
 }
 
 // One block per row: Delta_u = (float) a_u + minv_u over kept u, argmin (lowest u among
-// ties; pick_best on the CPU), then the f64 decision and the update. With apply == 0 the
+// ties), then q = the lowest q whose pair value equals minv_u (pick_best on the CPU), then
+// the f64 decision and the update. With apply == 0 the
 // pair is only written to picks[2r], picks[2r + 1] (-1 when none): one search step with
 // nothing applied, as the CPU's best_swaps_unstructured.
 extern "C" __global__ void __launch_bounds__(256)
 pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                         unsigned char* __restrict__ mask, double* __restrict__ c,
-                        const float* __restrict__ minv, const int* __restrict__ argq,
+                        const float* __restrict__ minv, const float2* __restrict__ hb,
                         int* __restrict__ status, double* __restrict__ err, int* __restrict__ swaps,
                         int* __restrict__ steps, int* __restrict__ since, int* __restrict__ need,
                         int rows, int d, long long max_swaps, int recompute_every, double rel_tol,
@@ -442,16 +436,33 @@ pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W
     }
     block_argmin<float>(bv, bu, unused);
     // Found only for a finite value, as the CPU's `v < best_v` from +inf.
-    const bool found = bu != NO_INDEX && bv < INF_F;
-    const int q = found ? argq[o + bu] : -1;
+    bool found = bu != NO_INDEX && bv < INF_F;
+    int q = NO_INDEX;
+    if (found) {
+        // The first q (in ascending order) whose value is the minimum found by the search.
+        const float target = minv[o + bu];
+        const float su = w[bu];
+        const float* gu = G + (size_t)bu * d;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            float2 v = hb[o + j];
+            if (pair_value(gu[j], v.x, v.y, su) == target) {
+                q = j;
+                break;
+            }
+        }
+    }
+    float zero = 0.0f;
+    block_argmin<float>(zero, q, unused);
+    found = found && q != NO_INDEX;
+    if (!found) q = -1;
     if (!apply) {
         if (threadIdx.x == 0) {
-            picks[2 * (size_t)r] = (found && q >= 0) ? bu : -1;
-            picks[2 * (size_t)r + 1] = (found && q >= 0) ? q : -1;
+            picks[2 * (size_t)r] = found ? bu : -1;
+            picks[2 * (size_t)r + 1] = found ? q : -1;
         }
         return;
     }
-    decide_apply(r, found && q >= 0, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
+    decide_apply(r, found, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
                  max_swaps, recompute_every, rel_tol);
 }
 

@@ -1,85 +1,123 @@
-// Host side of the CUDA emulation (see shim.h): a thread pool that runs kernel launches
-// block by block, and emu_refine, a mirror of backend.rs's per-chunk host loop, exported
+// Host side of the CUDA emulation (see shim.h): a fiber scheduler that runs kernel
+// launches block by block, and emu_refine, a mirror of backend.rs's per-chunk host loop, exported
 // with C linkage for tests/emulated.rs.
 #include "shim.h"
+
+#include <ucontext.h>
 
 #include <algorithm>
 #include <mutex>
 
 #include "swaps.cu"
 
-thread_local EmuThreadIdx emu_t;
-EmuBlock* emu_block = nullptr;
+EmuThreadIdx emu_t;
 
 namespace {
 
-// The largest block any launch below uses.
-constexpr unsigned POOL = 256;
+constexpr size_t STACK = 64 * 1024;
 
-struct Pool {
-    std::barrier<> start{POOL + 1};
-    std::barrier<> end{POOL + 1};
-    const std::function<void()>* job = nullptr;
-    dim3 grid, block, bidx;
-    unsigned nthreads = 0;
-
-    Pool() {
-        for (unsigned t = 0; t < POOL; ++t) {
-            // Detached and never joined: the pool lives as long as the process.
-            std::thread([this, t] { worker(t); }).detach();
-        }
-    }
-
-    void worker(unsigned t) {
-        for (;;) {
-            start.arrive_and_wait();
-            if (t < nthreads) {
-                emu_t.bi = bidx;
-                emu_t.gd = grid;
-                emu_t.bd = block;
-                emu_t.ti = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                (*job)();
-                // An exited thread no longer takes part in barriers, as on the GPU.
-                emu_block->bar->arrive_and_drop();
-                emu_block->warp_bar[t / 32]->arrive_and_drop();
-            }
-            end.arrive_and_wait();
-        }
-    }
+struct Fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    EmuThreadIdx idx;
+    bool done = false;
 };
 
-Pool& pool() {
-    // Leaked on purpose: no destructor may run while workers wait on its barriers.
-    static Pool* p = new Pool();
-    return *p;
+struct Scheduler {
+    ucontext_t main;
+    std::vector<Fiber> fibers;
+    std::vector<EmuBarrier> warp_bars;
+    std::vector<uint64_t> warp_buf;
+    EmuBarrier block_bar;
+    const std::function<void()>* job = nullptr;
+    unsigned cur = 0;
+};
+
+Scheduler& sched() {
+    static Scheduler s;
+    return s;
+}
+
+void fiber_entry() {
+    Scheduler& s = sched();
+    (*s.job)();
+    // An exited thread no longer takes part in barriers, as on the GPU: leaving may
+    // complete a barrier the others wait at.
+    Fiber& f = s.fibers[s.cur];
+    f.done = true;
+    auto leave = [](EmuBarrier& b) {
+        b.live--;
+        if (b.live > 0 && b.arrived == b.live) {
+            b.arrived = 0;
+            b.generation++;
+        }
+    };
+    leave(s.block_bar);
+    leave(s.warp_bars[s.cur / 32]);
+    // Returning resumes uc_link (the scheduler).
 }
 
 }  // namespace
 
+void emu_barrier_wait(EmuBarrier& b) {
+    Scheduler& s = sched();
+    unsigned g = b.generation;
+    if (++b.arrived == b.live) {
+        b.arrived = 0;
+        b.generation++;
+        return;
+    }
+    while (b.generation == g) swapcontext(&s.fibers[s.cur].ctx, &s.main);
+}
+
+EmuBarrier& emu_block_barrier() { return sched().block_bar; }
+EmuBarrier& emu_warp_barrier() { return sched().warp_bars[sched().cur / 32]; }
+uint64_t* emu_warp_buffer() { return &sched().warp_buf[(sched().cur / 32) * 32]; }
+
 void emu_launch(dim3 grid, dim3 block, const std::function<void()>& f) {
-    // One launch at a time in the process: __shared__ statics, emu_block and the pool are
-    // global (callers on several threads, such as parallel tests, take turns).
+    // One launch at a time in the process: __shared__ statics and the scheduler are global
+    // (callers on several threads, such as parallel tests, take turns).
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
-    Pool& p = pool();
+    Scheduler& s = sched();
     unsigned n = block.x * block.y * block.z;
-    if (n == 0 || n > POOL || n % 32 != 0) std::abort();
+    if (n == 0 || n % 32 != 0) std::abort();
+    if (s.fibers.size() < n) s.fibers.resize(n);
+    for (auto& fb : s.fibers)
+        if (fb.stack.size() != STACK) fb.stack.assign(STACK, 0);
+    s.job = &f;
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
-                EmuBlock b;
-                b.bar = std::make_unique<std::barrier<>>(n);
-                for (unsigned w = 0; w < n / 32; ++w)
-                    b.warp_bar.push_back(std::make_unique<std::barrier<>>(32));
-                b.warp_buf.assign(n, 0);
-                emu_block = &b;
-                p.job = &f;
-                p.grid = grid;
-                p.block = block;
-                p.bidx = dim3{bx, by, bz};
-                p.nthreads = n;
-                p.start.arrive_and_wait();
-                p.end.arrive_and_wait();
+                s.block_bar = EmuBarrier{n, 0, 0};
+                s.warp_bars.assign(n / 32, EmuBarrier{32, 0, 0});
+                s.warp_buf.assign(n, 0);
+                for (unsigned t = 0; t < n; ++t) {
+                    Fiber& fb = s.fibers[t];
+                    fb.done = false;
+                    fb.idx.bi = dim3{bx, by, bz};
+                    fb.idx.gd = grid;
+                    fb.idx.bd = block;
+                    fb.idx.ti = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                    getcontext(&fb.ctx);
+                    fb.ctx.uc_stack.ss_sp = fb.stack.data();
+                    fb.ctx.uc_stack.ss_size = STACK;
+                    fb.ctx.uc_link = &s.main;
+                    makecontext(&fb.ctx, fiber_entry, 0);
+                }
+                // Round-robin until every fiber has finished; a fiber runs until it
+                // finishes or waits at a barrier.
+                for (unsigned left = n; left > 0;) {
+                    left = 0;
+                    for (unsigned t = 0; t < n; ++t) {
+                        Fiber& fb = s.fibers[t];
+                        if (fb.done) continue;
+                        s.cur = t;
+                        emu_t = fb.idx;
+                        swapcontext(&s.main, &fb.ctx);
+                        if (!fb.done) left++;
+                    }
+                }
             }
 }
 
@@ -98,7 +136,7 @@ extern "C" int emu_refine(const float* G, const float* W, unsigned char* mask, i
     size_t n = (size_t)rows * d;
     std::vector<double> c(n), y(n), err(rows), en(rows);
     std::vector<float> hb(2 * n), minv(n);
-    std::vector<int> argq(n), st(rows, 0), sw(rows, 0), sp(rows, 0), since(rows, 0),
+    std::vector<int> st(rows, 0), sw(rows, 0), sp(rows, 0), since(rows, 0),
         need(rows, 1), picks(2 * (size_t)rows);
     auto recompute = [&](int wy) {
         emu_launch(D(cdiv(d, 256), cdiv(rows, 8)), D(256), [&] {
@@ -128,11 +166,10 @@ extern "C" int emu_refine(const float* G, const float* W, unsigned char* mask, i
                 prep_unstructured(G, W, mask, c.data(), st.data(), (float2*)hb.data(), rows, d);
             });
             emu_launch(D(cdiv(d, 128), cdiv(rows, 32)), D(256), [&] {
-                search_unstructured(G, W, (const float2*)hb.data(), st.data(), minv.data(),
-                                    argq.data(), rows, d);
+                search_unstructured(G, W, (const float2*)hb.data(), st.data(), minv.data(), rows, d);
             });
             emu_launch(D(rows), D(256), [&] {
-                pick_apply_unstructured(G, W, mask, c.data(), minv.data(), argq.data(), st.data(),
+                pick_apply_unstructured(G, W, mask, c.data(), minv.data(), (const float2*)hb.data(), st.data(),
                                         err.data(), sw.data(), sp.data(), since.data(),
                                         need.data(), rows, d, max_swaps, every, rel_tol, 1,
                                         picks.data());
@@ -162,7 +199,7 @@ extern "C" int emu_best_swaps(const float* G, const float* W, unsigned char* mas
     size_t n = (size_t)rows * d;
     std::vector<double> c(n), y(n), err(rows), en(rows);
     std::vector<float> hb(2 * n), minv(n);
-    std::vector<int> argq(n), st(rows, 0), sw(rows, 0), sp(rows, 0), since(rows, 0),
+    std::vector<int> st(rows, 0), sw(rows, 0), sp(rows, 0), since(rows, 0),
         need(rows, 1);
     emu_launch(D(cdiv(d, 256), cdiv(rows, 8)), D(256), [&] {
         recompute_c(G, W, mask, need.data(), c.data(), y.data(), 0, rows, d);
@@ -174,11 +211,10 @@ extern "C" int emu_best_swaps(const float* G, const float* W, unsigned char* mas
         prep_unstructured(G, W, mask, c.data(), st.data(), (float2*)hb.data(), rows, d);
     });
     emu_launch(D(cdiv(d, 128), cdiv(rows, 32)), D(256), [&] {
-        search_unstructured(G, W, (const float2*)hb.data(), st.data(), minv.data(), argq.data(),
-                            rows, d);
+        search_unstructured(G, W, (const float2*)hb.data(), st.data(), minv.data(), rows, d);
     });
     emu_launch(D(rows), D(256), [&] {
-        pick_apply_unstructured(G, W, mask, c.data(), minv.data(), argq.data(), st.data(),
+        pick_apply_unstructured(G, W, mask, c.data(), minv.data(), (const float2*)hb.data(), st.data(),
                                 err.data(), sw.data(), sp.data(), since.data(), need.data(), rows,
                                 d, 100, 32, 1e-9, 0, picks);
     });

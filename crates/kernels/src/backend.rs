@@ -91,7 +91,6 @@ struct ChunkBuffers {
     /// `(h, b)` pairs, unstructured only (length 2 per element).
     hb: CudaSlice<f32>,
     minv: CudaSlice<f32>,
-    argq: CudaSlice<i32>,
     status: CudaSlice<i32>,
     err: CudaSlice<f64>,
     energy: CudaSlice<f64>,
@@ -105,11 +104,11 @@ struct ChunkBuffers {
 
 /// Bytes per row of [`ChunkBuffers`].
 fn bytes_per_row(d: usize, unstructured: bool) -> usize {
-    // w f32, mask u8, c f64, y f64; plus hb 2 x f32, minv f32, argq i32 when unstructured;
-    // plus the per-row state.
+    // w f32, mask u8, c f64, y f64; plus hb 2 x f32 and minv f32 when unstructured; plus
+    // the per-row state.
     let base = d * (4 + 1 + 8 + 8) + 64;
     if unstructured {
-        base + d * (8 + 4 + 4)
+        base + d * (8 + 4)
     } else {
         base
     }
@@ -237,7 +236,6 @@ impl CudaBackend {
             y: s.alloc_zeros::<f64>(n).map_err(e)?,
             hb: s.alloc_zeros::<f32>(2 * nu).map_err(e)?,
             minv: s.alloc_zeros::<f32>(nu).map_err(e)?,
-            argq: s.alloc_zeros::<i32>(nu).map_err(e)?,
             status: s.alloc_zeros::<i32>(rows).map_err(e)?,
             err: s.alloc_zeros::<f64>(rows).map_err(e)?,
             energy: s.alloc_zeros::<f64>(rows).map_err(e)?,
@@ -504,7 +502,6 @@ impl CudaBackend {
                         .arg(&b.hb)
                         .arg(&b.status)
                         .arg(&mut b.minv)
-                        .arg(&mut b.argq)
                         .arg(&rows_i)
                         .arg(&d_i);
                     // SAFETY: as above.
@@ -516,7 +513,7 @@ impl CudaBackend {
                         .arg(&mut b.mask)
                         .arg(&mut b.c)
                         .arg(&b.minv)
-                        .arg(&b.argq)
+                        .arg(&b.hb)
                         .arg(&mut b.status)
                         .arg(&mut b.err)
                         .arg(&mut b.swaps)
@@ -649,8 +646,8 @@ mod tests {
 
     #[test]
     fn chunk_bytes_cover_every_buffer() {
-        // 4096 wide, unstructured: w 4 + mask 1 + c 8 + y 8 + hb 8 + minv 4 + argq 4 = 37.
-        assert_eq!(bytes_per_row(4096, true), 4096 * 37 + 64);
+        // 4096 wide, unstructured: w 4 + mask 1 + c 8 + y 8 + hb 8 + minv 4 = 33.
+        assert_eq!(bytes_per_row(4096, true), 4096 * 33 + 64);
         assert_eq!(bytes_per_row(4096, false), 4096 * 21 + 64);
     }
 }

@@ -74,8 +74,18 @@ fn unstructured_matches_cpu(gpu: &CudaBackend) -> Result<(), String> {
 
 /// One search step, nothing applied: the same pair per row as the CPU engine's step.
 fn first_step_matches_core(gpu: &CudaBackend) -> Result<(), String> {
-    for (d_out, d_in, s, seed) in [(40, 300, 0.5, 17), (17, 64, 0.0, 18), (33, 129, 0.7, 19)] {
-        let c = case(d_out, d_in, Pattern::unstructured(s).unwrap(), seed);
+    // Seed 0: every pair ties (common::all_ties_case): the tie rule alone decides.
+    for (d_out, d_in, s, seed) in [
+        (40, 300, 0.5, 17),
+        (17, 64, 0.0, 18),
+        (33, 129, 0.7, 19),
+        (3, 600, 0.5, 0),
+    ] {
+        let c = if seed == 0 {
+            common::all_ties_case(d_out, d_in)
+        } else {
+            case(d_out, d_in, Pattern::unstructured(s).unwrap(), seed)
+        };
         let p =
             LayerProblem::new(&c.weights, c.d_out, c.d_in, &c.gram).map_err(|e| e.to_string())?;
         let states: Vec<RowState<'_>> = (0..c.d_out)

@@ -108,8 +108,13 @@ fn ptx_status_is_consistent() {
         assert!(!src.contains("fma."), "PTX contains fused multiply-adds");
         // ptxas may fuse a mul and an add that carry no rounding modifier; `.rn` ones it
         // leaves alone, so every float multiply and add must carry it.
-        for op in ["mul.f32", "add.f32", "sub.f32", "mul.f64", "add.f64", "sub.f64"] {
-            assert!(!src.contains(op), "PTX has {op} without an explicit rounding mode");
+        for op in [
+            "mul.f32", "add.f32", "sub.f32", "mul.f64", "add.f64", "sub.f64",
+        ] {
+            assert!(
+                !src.contains(op),
+                "PTX has {op} without an explicit rounding mode"
+            );
         }
     }
     println!("{}", ptx::build_info());

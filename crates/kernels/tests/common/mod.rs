@@ -30,6 +30,26 @@ pub fn case(d_out: usize, d_in: usize, pattern: Pattern, seed: u64) -> Case {
     }
 }
 
+/// Every pair ties: all weights 0.5, `G = 1.5 I + 0.5`, the second half of each row kept.
+/// A search step's pick is then decided by the tie rule alone (lowest u, then lowest q).
+pub fn all_ties_case(d_out: usize, d_in: usize) -> Case {
+    let gram = (0..d_in * d_in)
+        .map(|i| if i / d_in == i % d_in { 2.0 } else { 0.5 })
+        .collect();
+    let mut m = vec![0u8; d_out * d_in];
+    for r in 0..d_out {
+        m[r * d_in + d_in / 2..(r + 1) * d_in].fill(1);
+    }
+    Case {
+        d_out,
+        d_in,
+        weights: vec![0.5; d_out * d_in],
+        gram,
+        pattern: Pattern::unstructured(0.5).unwrap(),
+        warm: Mask::new(d_out, d_in, m).unwrap(),
+    }
+}
+
 /// Exact agreement of two runs: masks, per-row counts and stops, errors bit for bit.
 pub fn same_result(a: (&Mask, &RefineReport), b: (&Mask, &RefineReport)) -> Result<(), String> {
     if a.0 != b.0 {
