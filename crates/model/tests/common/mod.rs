@@ -50,3 +50,5 @@ pub fn assets() -> Option<Assets> {
     })
     .clone()
 }
+
+pub mod tiny;
