@@ -132,7 +132,7 @@ fn main() {
     );
     emit(
         &mut out,
-        "layer d_out x d_in | pattern | GPU s/layer | admissible pairs/s | swaps | error reduction | CPU rows checked | masks equal | max rel. error diff | CPU s/row | CPU s/layer (extrapolated)",
+        "layer d_out x d_in | pattern | GPU s/layer | GPU s for one search step (incl. upload) | admissible pairs/s | swaps | error reduction | CPU rows checked | masks equal | max rel. error diff | CPU s/row | CPU s/layer (extrapolated)",
     );
     let shapes: Vec<(&str, usize, usize)> = if args.quick {
         vec![("quick", 512, 1024), ("quick", 1024, 1024)]
@@ -179,6 +179,17 @@ fn main() {
                     continue;
                 }
             };
+            // One search step alone (upload, exact c, one exhaustive step, nothing applied):
+            // how the layer time splits between the search and the rest.
+            let step_s = if pattern.group().is_none() {
+                let t = Instant::now();
+                match gpu.best_swaps_unstructured(&problem, &warm) {
+                    Ok(_) => format!("{:.3}", t.elapsed().as_secs_f64()),
+                    Err(e) => format!("failed: {e}"),
+                }
+            } else {
+                "-".into()
+            };
             let rows = args.cpu_rows.min(d_out);
             let t = Instant::now();
             let cpu = cpu_rows(
@@ -209,7 +220,7 @@ fn main() {
             emit(
                 &mut out,
                 &format!(
-                    "{name} {d_out}x{d_in} | {pattern} | {:.3} | {:.3e} | {} | {:.2}% | {rows} | {equal}/{rows} | {max_rel:.2e} | {cpu_s_row:.3} | {:.1}{}",
+                    "{name} {d_out}x{d_in} | {pattern} | {:.3} | {step_s} | {:.3e} | {} | {:.2}% | {rows} | {equal}/{rows} | {max_rel:.2e} | {cpu_s_row:.3} | {:.1}{}",
                     rep.seconds,
                     rep.pairs_evaluated as f64 / rep.seconds.max(1e-12),
                     rep.swaps,

@@ -11,6 +11,11 @@
 //! nvcc at build time, or a driver and a device at run time, [`CudaBackend::new`] returns
 //! the reason as a [`KernelsError`] and `auto` falls back to the CPU.
 //!
+//! Tests: `tests/emulated.rs` runs `cuda/swaps.cu` on the CPU through a small emulation of
+//! the CUDA subset it uses (`emu/`) and compares with the CPU engine bit for bit, on every
+//! `cargo test` with a C++20 compiler; `tests/gpu.rs` compares on a real device when
+//! `SPARSESWAPS_GPU_TESTS=1` (`scripts/gpu-check.sh`), and otherwise prints why it did not.
+//!
 //! Build: `build.rs` compiles `cuda/*.cu` to PTX with nvcc when it finds one (`NVCC`,
 //! `CUDA_HOME`/`CUDA_PATH`, `/usr/local/cuda/bin`, `PATH`) for `SPARSESWAPS_CUDA_ARCH`
 //! (default `compute_80`); `SPARSESWAPS_REQUIRE_NVCC=1` turns a missing nvcc into a
