@@ -48,7 +48,10 @@ fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
     }
 }
 
-fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
+/// A tensor ready to serialise: dtype, shape, little-endian bytes.
+type Encoded = (Dtype, Vec<usize>, Vec<u8>);
+
+fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Encoded> {
     let data = t
         .flatten_all()
         .and_then(|t| t.to_vec1::<f32>())
@@ -168,7 +171,7 @@ fn write_into(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
             }
         }
     }
-    let owned: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> = named
+    let owned: Vec<(String, Encoded)> = named
         .into_iter()
         .map(|(n, t)| bytes_of(&n, t, dtype).map(|b| (n, b)))
         .collect::<Result<_>>()?;

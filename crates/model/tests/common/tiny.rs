@@ -66,14 +66,17 @@ pub fn tokenizer() -> Tokenizer {
 }
 
 /// Weights by HF name: (shape, values).
-pub type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub type Weights = BTreeMap<String, Entry>;
+
+/// Shape and values of one tensor.
+pub type Entry = (Vec<usize>, Vec<f32>);
 
 /// Random weights; q/k/v biases when `bias`; a separate lm_head when `!tied`.
 pub fn weights(seed: u64, bias: bool, tied: bool) -> Weights {
     let v = vocab_tokens().len();
     let mut r = Lcg::new(seed);
     let mut w = Weights::new();
-    let mut put =
+    let put =
         |w: &mut Weights, r: &mut Lcg, name: String, shape: Vec<usize>, scale: f32, offset: f32| {
             let n = shape.iter().product();
             let vals = r.vec(n, scale).into_iter().map(|x| x + offset).collect();
@@ -230,7 +233,7 @@ pub fn config_json(arch: &str, tied: bool) -> serde_json::Value {
     })
 }
 
-fn st_bytes(tensors: &[(&String, &(Vec<usize>, Vec<f32>))]) -> Vec<u8> {
+fn st_bytes(tensors: &[(&String, &Entry)]) -> Vec<u8> {
     let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, (s, v))| {
@@ -266,7 +269,7 @@ pub fn write_hf(dir: &Path, arch: &str, w: &Weights, tied: bool, shards: usize) 
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), config_json(arch, tied).to_string()).unwrap();
     tokenizer().save(dir.join("tokenizer.json"), false).unwrap();
-    let all: Vec<(&String, &(Vec<usize>, Vec<f32>))> = w.iter().collect();
+    let all: Vec<(&String, &Entry)> = w.iter().collect();
     if shards <= 1 {
         std::fs::write(dir.join("model.safetensors"), st_bytes(&all)).unwrap();
         return;
