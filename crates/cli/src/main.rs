@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Refine the mask of one linear layer from its weights and Gram matrix.
     RefineLayer(cmd::refine_layer::Args),
+    /// Warm-start plugins: `plugins list` shows those found and where they were searched.
+    Plugins(cmd::plugins::Args),
     /// Convert a GGUF file or HF directory into an HF directory (config, safetensors, tokenizer).
     Convert(cmd::convert::Args),
     /// Perplexity of a model (GGUF file or HF directory) on a text file.
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::RefineLayer(args) => cmd::refine_layer::run(args),
+        Command::Plugins(args) => cmd::plugins::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Eval(args) => cmd::eval::run(args),
     };

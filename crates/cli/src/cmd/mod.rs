@@ -2,4 +2,5 @@
 
 pub mod convert;
 pub mod eval;
+pub mod plugins;
 pub mod refine_layer;

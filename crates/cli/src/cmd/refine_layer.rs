@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions};
 use sparseswaps_gram::{GramAccumulator, GramError};
+use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, SearchPath};
 use sparseswaps_tensor_io::{
     check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
     OwnedTensor, TensorSpec,
@@ -31,9 +32,22 @@ pub struct Args {
     /// N:M pattern, N *kept* out of every M consecutive inputs (2:4 keeps 2).
     #[arg(long)]
     pattern: Option<String>,
-    /// Warm start: `magnitude`, `wanda`, or `mask:FILE[:TENSOR]` (u8, 1 = kept).
-    #[arg(long, default_value = "wanda")]
+    /// Warm start: a plugin name (`wanda`, `magnitude`, or any installed plugin: see
+    /// `sparseswaps plugins list`), a plugin library path, or `mask:FILE[:TENSOR]` (u8,
+    /// 1 = kept).
+    #[arg(
+        long,
+        default_value = "wanda",
+        value_name = "NAME|LIBRARY|mask:FILE[:TENSOR]"
+    )]
     warm_start: String,
+    /// Extra directory searched for warm-start plugins (repeatable; searched after
+    /// `<binary dir>/plugins/`, before `SPARSESWAPS_PLUGIN_PATH`).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Vec<PathBuf>,
+    /// Options string handed to the warm-start plugin as is (e.g. `alpha=0.5` for ria).
+    #[arg(long, value_name = "STRING")]
+    plugin_options: Option<String>,
     /// Most swaps per row; `none` for no cap (stop only at 1-swap optimality).
     #[arg(long, default_value = "100")]
     max_swaps: String,
@@ -107,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
     let problem = LayerProblem::new(&w.data, d_out, d_in, &g)
         .with_context(|| format!("weights {wspec}, Gram {gspec}"))?;
 
-    let mut mask = warm_start(&args.warm_start, &problem, &pattern)?;
+    let (mut mask, plugin) = warm_start(&args, &problem, &pattern)?;
     let opts = RefineOptions {
         max_swaps,
         ..RefineOptions::default()
@@ -136,12 +150,26 @@ pub fn run(args: Args) -> Result<()> {
             "weights": wspec.to_string(),
             (if args.gram.is_some() { "gram" } else { "activations" }): gspec.to_string(),
             "warm_start": args.warm_start,
+            "warm_start_plugin": plugin.as_ref().map(|p| serde_json::json!({
+                "name": p.name(),
+                "version": p.version(),
+                "library": p.path().display().to_string(),
+                "options": args.plugin_options,
+            })),
             "options": opts,
             "report": report,
         });
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
-    println!("warm start         {}", args.warm_start);
+    match &plugin {
+        Some(p) => println!(
+            "warm start         {} (plugin {}, {})",
+            p.name(),
+            p.version(),
+            p.path().display()
+        ),
+        None => println!("warm start         {}", args.warm_start),
+    }
     println!("{}", report.summary());
     Ok(())
 }
@@ -178,39 +206,39 @@ fn gram_from_activations(spec: &TensorSpec, d_in: usize, weight_name: &str) -> R
     Ok(acc.to_f32())
 }
 
-fn warm_start(spec: &str, problem: &LayerProblem<'_>, pattern: &Pattern) -> Result<Mask> {
+/// The warm-start mask: from a mask file, or from a plugin (returned with the mask).
+fn warm_start(
+    args: &Args,
+    problem: &LayerProblem<'_>,
+    pattern: &Pattern,
+) -> Result<(Mask, Option<Plugin>)> {
     let (d_out, d_in) = (problem.d_out(), problem.d_in());
-    match spec {
-        "magnitude" => Ok(sparseswaps_warmstart_magnitude::magnitude_mask(
-            problem.weights(),
-            d_out,
-            d_in,
-            pattern,
-        )?),
-        "wanda" => Ok(sparseswaps_warmstart_wanda::wanda_mask(
-            problem.weights(),
-            d_out,
-            d_in,
-            &problem.gram_diag(),
-            pattern,
-        )?),
-        s if s.starts_with("mask:") => {
-            let mspec = TensorSpec::parse(&s["mask:".len()..]);
-            let m = read_tensor_u8(&mspec, 2)?;
-            if m.shape != [d_out, d_in] {
-                bail!(
-                    "{mspec}: mask '{}' has shape {:?}, weights are [{d_out}, {d_in}]",
-                    m.name,
-                    m.shape
-                );
-            }
-            let mask = Mask::new(d_out, d_in, m.data).with_context(|| mspec.to_string())?;
-            mask.validate(pattern)
-                .with_context(|| format!("{mspec}: warm-start mask"))?;
-            Ok(mask)
+    let spec = args.warm_start.as_str();
+    if let Some(file) = spec.strip_prefix("mask:") {
+        let mspec = TensorSpec::parse(file);
+        let m = read_tensor_u8(&mspec, 2)?;
+        if m.shape != [d_out, d_in] {
+            bail!(
+                "{mspec}: mask '{}' has shape {:?}, weights are [{d_out}, {d_in}]",
+                m.name,
+                m.shape
+            );
         }
-        other => {
-            bail!("unknown warm start '{other}': expected magnitude, wanda or mask:FILE[:TENSOR]")
-        }
+        let mask = Mask::new(d_out, d_in, m.data).with_context(|| mspec.to_string())?;
+        mask.validate(pattern)
+            .with_context(|| format!("{mspec}: warm-start mask"))?;
+        return Ok((mask, None));
     }
+    let plugin = resolve(spec, &SearchPath::new(&args.plugin_dir))?;
+    let diag = problem.gram_diag();
+    let input = MaskInput {
+        weights: problem.weights(),
+        rows: d_out,
+        cols: d_in,
+        gram_diag: Some(&diag),
+        gram: Some(problem.gram()),
+        options: args.plugin_options.as_deref(),
+    };
+    let mask = plugin.compute_mask(&input, pattern)?;
+    Ok((mask, Some(plugin)))
 }

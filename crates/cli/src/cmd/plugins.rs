@@ -1,0 +1,84 @@
+//! `sparseswaps plugins`: what warm-start plugins this binary can see.
+
+use anyhow::Result;
+use sparseswaps_plugin_host::{Registry, SearchPath};
+use std::path::PathBuf;
+
+/// Arguments of `plugins`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: PluginsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PluginsCommand {
+    /// List the plugins found (name, version, ABI, patterns, library), in search order.
+    List {
+        /// Extra directory searched for plugins (repeatable).
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: Vec<PathBuf>,
+    },
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        PluginsCommand::List { plugin_dir } => list(&plugin_dir),
+    }
+}
+
+fn list(dirs: &[PathBuf]) -> Result<()> {
+    let search = SearchPath::new(dirs);
+    let reg = Registry::discover(&search);
+    let rows: Vec<[String; 5]> = reg
+        .plugins()
+        .iter()
+        .map(|p| {
+            [
+                p.name().to_string(),
+                p.version().to_string(),
+                p.abi_version().to_string(),
+                p.pattern_names(),
+                p.path().display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "VERSION", "ABI", "PATTERNS", "LIBRARY"].map(String::from);
+    let mut width = [0usize; 4];
+    for r in std::iter::once(&header).chain(&rows) {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        println!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3]
+        );
+    }
+    if rows.is_empty() {
+        println!("(no plugins found)");
+    }
+    for p in reg.shadowed() {
+        println!(
+            "shadowed: {} {} ({}): an earlier library has the same name",
+            p.name(),
+            p.version(),
+            p.path().display()
+        );
+    }
+    for s in reg.skipped() {
+        println!("skipped: {}", s.error);
+    }
+    println!("searched (in order): {}", search.describe());
+    Ok(())
+}

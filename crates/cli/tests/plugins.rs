@@ -1,0 +1,249 @@
+//! Warm starts as plugins through the binary: `plugins list`, `refine-layer --warm-start
+//! ria` end to end with the C example plugin (built here), the bundled plugins without
+//! flags, and a clear error for an unknown name.
+
+#[path = "../../../plugins/testsupport/c_build.rs"]
+mod c_build;
+#[path = "../../../plugins/testsupport/ria_ref.rs"]
+mod ria_ref;
+
+use sparseswaps_tensor_io::{read_tensor_u8, write_safetensors_atomic, OwnedTensor, TensorSpec};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn sparseswaps(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparseswaps"));
+    cmd.args(args).env_remove("SPARSESWAPS_PLUGIN_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run sparseswaps")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The RIA example plugin, compiled once for this test binary.
+fn ria_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = c_build::repo_root(env!("CARGO_MANIFEST_DIR"));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-plugins/ria");
+        c_build::build_c_plugin(
+            &root,
+            &root.join("plugins/examples/ria/ria.c"),
+            &dir,
+            "ria",
+            &[],
+        );
+        dir
+    })
+}
+
+/// A synthetic layer: weights and a Gram matrix of random activations with outliers.
+fn layer(dir: &Path, d_out: usize, d_in: usize) -> (PathBuf, PathBuf, Vec<f32>, Vec<f32>) {
+    let mut s = 0x1234_5678_9ABC_DEF1u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
+    };
+    let w: Vec<f32> = (0..d_out * d_in).map(|_| next()).collect();
+    let tokens = 4 * d_in;
+    let x: Vec<f32> = (0..tokens * d_in)
+        .map(|i| {
+            if i % d_in % 11 == 4 {
+                30.0 * next()
+            } else {
+                next()
+            }
+        })
+        .collect();
+    let mut g = vec![0.0f32; d_in * d_in];
+    for t in 0..tokens {
+        let r = &x[t * d_in..(t + 1) * d_in];
+        for i in 0..d_in {
+            for j in 0..d_in {
+                g[i * d_in + j] += r[i] * r[j];
+            }
+        }
+    }
+    let (wp, gp) = (dir.join("w.safetensors"), dir.join("g.safetensors"));
+    write_safetensors_atomic(
+        &wp,
+        &[("weight".into(), OwnedTensor::f32(vec![d_out, d_in], &w))],
+        None,
+    )
+    .unwrap();
+    write_safetensors_atomic(
+        &gp,
+        &[("gram".into(), OwnedTensor::f32(vec![d_in, d_in], &g))],
+        None,
+    )
+    .unwrap();
+    (wp, gp, w, g)
+}
+
+#[test]
+fn plugins_list_shows_bundled_and_extra_plugins() {
+    let out = sparseswaps(&["plugins", "list"], &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.starts_with("NAME"), "{t}");
+    for want in [
+        "magnitude",
+        "wanda",
+        "unstructured, N:M",
+        "libsparseswaps_warmstart_wanda",
+    ] {
+        assert!(t.contains(want), "missing {want}: {t}");
+    }
+    assert!(!t.contains("ria "), "{t}");
+    let out = sparseswaps(
+        &[
+            "plugins",
+            "list",
+            "--plugin-dir",
+            ria_dir().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let t = text(&out);
+    let ria_line = t
+        .lines()
+        .find(|l| l.starts_with("ria "))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        ria_line.contains("1.0.0") && ria_line.contains("libria"),
+        "{ria_line}"
+    );
+    assert!(
+        t.contains(&format!("{} (--plugin-dir)", ria_dir().display())),
+        "{t}"
+    );
+    // The same through the variable.
+    let out = sparseswaps(
+        &["plugins", "list"],
+        &[("SPARSESWAPS_PLUGIN_PATH", ria_dir())],
+    );
+    assert!(
+        text(&out).lines().any(|l| l.starts_with("ria ")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn refine_layer_with_the_ria_plugin_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d_out, d_in) = (8, 32);
+    let (wp, gp, w, g) = layer(dir.path(), d_out, d_in);
+    let (m1, m2) = (
+        dir.path().join("m1.safetensors"),
+        dir.path().join("m2.safetensors"),
+    );
+    let report = dir.path().join("r.json");
+    let args = |warm: &str, out: &Path| -> Vec<String> {
+        [
+            "refine-layer",
+            "--weight",
+            wp.to_str().unwrap(),
+            "--gram",
+            gp.to_str().unwrap(),
+            "--sparsity",
+            "0.5",
+            "--warm-start",
+            warm,
+            "--plugin-dir",
+            ria_dir().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a = args("ria", &m1);
+    let out = sparseswaps(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("warm start         ria (plugin 1.0.0,"), "{t}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["warm_start_plugin"]["name"], "ria");
+
+    // The same refinement from the reference RIA mask given as a file ends identically.
+    let diag: Vec<f32> = (0..d_in).map(|j| g[j * d_in + j]).collect();
+    let want = ria_ref::ria_mask(&w, d_out, d_in, &diag, 0.5, Err(16));
+    let ref_mask = dir.path().join("ria_ref.safetensors");
+    write_safetensors_atomic(
+        &ref_mask,
+        &[("mask".into(), OwnedTensor::u8(vec![d_out, d_in], want))],
+        None,
+    )
+    .unwrap();
+    let a = args(&format!("mask:{}", ref_mask.display()), &m2);
+    let out = sparseswaps(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |p: &Path| {
+        read_tensor_u8(&TensorSpec::parse(p.to_str().unwrap()), 2)
+            .unwrap()
+            .data
+    };
+    assert_eq!(read(&m1), read(&m2));
+    assert_eq!(
+        read(&m1).iter().map(|&v| v as usize).sum::<usize>(),
+        d_out * d_in / 2
+    );
+}
+
+#[test]
+fn bundled_plugins_need_no_flags_and_unknown_names_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wp, gp, _, _) = layer(dir.path(), 4, 16);
+    let out_path = dir.path().join("m.safetensors");
+    let run = |warm: &str| {
+        sparseswaps(
+            &[
+                "refine-layer",
+                "--weight",
+                wp.to_str().unwrap(),
+                "--gram",
+                gp.to_str().unwrap(),
+                "--pattern",
+                "2:4",
+                "--warm-start",
+                warm,
+                "--out",
+                out_path.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    for name in ["magnitude", "wanda"] {
+        let out = run(name);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        assert!(text(&out).contains(&format!("warm start         {name} (plugin")));
+    }
+    std::fs::remove_file(&out_path).unwrap();
+    let out = run("nope");
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("error: no warm-start plugin named 'nope'; searched (in order): ")
+            && t.contains("(beside the binary)")
+            && t.contains("(bundled)")
+            && t.contains("plugins found: "),
+        "{t}"
+    );
+    assert_eq!(t.lines().count(), 1, "one line: {t}");
+    assert!(!out_path.exists());
+}
