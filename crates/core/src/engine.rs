@@ -89,13 +89,13 @@ impl<'a> RowState<'a> {
         let d = self.w.len();
         self.c.iter_mut().for_each(|v| *v = 0.0);
         let mut y = if energy { vec![0.0f64; d] } else { Vec::new() };
-        for j in 0..d {
+        for (j, &m) in mask_row.iter().enumerate() {
             let wj = self.w[j] as f64;
             if wj == 0.0 {
                 continue;
             }
             let gj = &self.gram[j * d..(j + 1) * d];
-            if mask_row[j] == 0 {
+            if m == 0 {
                 simd::axpy(self.avx2, &mut self.c, wj, gj);
             } else if energy {
                 simd::axpy(self.avx2, &mut y, wj, gj);
@@ -445,9 +445,9 @@ fn search_tiles(gram: &[f32], d: usize, active: &mut [&mut RowSearch], avx2: boo
                     let us = [rs.kept[i], rs.kept[i + 1], rs.kept[i + 2], rs.kept[i + 3]];
                     let s = [rs.s[i], rs.s[i + 1], rs.s[i + 2], rs.s[i + 3]];
                     let m = simd::min4(avx2, us.map(grow), h, b, s);
-                    for j in 0..4 {
-                        if m[j] < rs.minv[i + j] {
-                            rs.minv[i + j] = m[j];
+                    for (mv, &x) in rs.minv[i..i + 4].iter_mut().zip(&m) {
+                        if x < *mv {
+                            *mv = x;
                         }
                     }
                     i += 4;

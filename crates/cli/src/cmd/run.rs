@@ -1,0 +1,209 @@
+//! `sparseswaps run PIPELINE.toml`: the main job.
+
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sparseswaps_pipeline::{Event, PipelineConfig, RunOptions, RunReport};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline config (TOML; every key is documented in the README).
+    config: PathBuf,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Extra directory searched for warm-start plugins (repeatable).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Vec<PathBuf>,
+    /// No progress bars (log lines only).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn style(t: &str) -> ProgressStyle {
+    ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Progress bars driven by pipeline events.
+struct Bars {
+    multi: MultiProgress,
+    blocks: Option<ProgressBar>,
+    capture: Option<ProgressBar>,
+    rows: Option<ProgressBar>,
+    eval: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Stage(s) => {
+                let _ = self.multi.println(format!("· {s}"));
+            }
+            Event::Note(s) => {
+                let _ = self.multi.println(format!("note: {s}"));
+            }
+            Event::EvalStart { label, windows } => {
+                let b = self.multi.add(ProgressBar::new(windows as u64));
+                b.set_style(style(
+                    "eval {msg:8} {bar:40} {pos}/{len} windows {elapsed_precise} (eta {eta})",
+                ));
+                b.set_message(label);
+                self.eval = Some(b);
+            }
+            Event::EvalWindow => {
+                if let Some(b) = &self.eval {
+                    b.inc(1);
+                }
+            }
+            Event::EvalDone { label, ppl } => {
+                if let Some(b) = self.eval.take() {
+                    b.finish_and_clear();
+                }
+                let _ = self.multi.println(format!("· {label} perplexity {ppl:.3}"));
+            }
+            Event::PruneStart { blocks, targets } => {
+                let b = self.multi.add(ProgressBar::new(blocks as u64));
+                b.set_style(style(
+                    "blocks   {bar:40} {pos}/{len} ({msg}) {elapsed_precise} (eta {eta})",
+                ));
+                b.set_message(format!("{targets} target layers"));
+                self.blocks = Some(b);
+            }
+            Event::BlockStart { .. } => {}
+            Event::Captured { done, total } => {
+                let b = self.capture.get_or_insert_with(|| {
+                    let b = self.multi.add(ProgressBar::new(total as u64));
+                    b.set_style(style("calib    {bar:40} {pos}/{len} micro-batches"));
+                    b
+                });
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+                if done == total {
+                    b.finish_and_clear();
+                    self.capture = None;
+                }
+            }
+            Event::LayerStart { name, rows } => {
+                let b = self.multi.add(ProgressBar::new(rows as u64));
+                b.set_style(style("refine   {bar:40} {pos}/{len} rows {msg}"));
+                b.set_message(name);
+                self.rows = Some(b);
+            }
+            Event::Rows(n) => {
+                if let Some(b) = &self.rows {
+                    b.inc(n as u64);
+                }
+            }
+            Event::LayerDone(r) => {
+                if let Some(b) = self.rows.take() {
+                    b.finish_and_clear();
+                }
+                let _ = self.multi.println(format!(
+                    "  {:40} rel. error {:.4} -> {:.4} ({:5.1}% lower), {} swaps, {:.1} s",
+                    r.name,
+                    r.warm_relative,
+                    r.refined_relative,
+                    100.0 * r.reduction,
+                    r.swaps,
+                    r.seconds
+                ));
+            }
+            Event::BlockDone { .. } => {
+                if let Some(b) = &self.blocks {
+                    b.inc(1);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for b in [
+            self.blocks.take(),
+            self.capture.take(),
+            self.rows.take(),
+            self.eval.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<()> {
+    let cfg = PipelineConfig::from_file(&args.config)?;
+    let multi = MultiProgress::new();
+    if args.quiet {
+        multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let bars = Mutex::new(Bars {
+        multi,
+        blocks: None,
+        capture: None,
+        rows: None,
+        eval: None,
+    });
+    let opts = RunOptions {
+        force: args.force,
+        plugin_dirs: args.plugin_dir.clone(),
+    };
+    let events = |ev: Event| {
+        if let Ok(mut b) = bars.lock() {
+            b.handle(ev);
+        }
+    };
+    let res = sparseswaps_pipeline::run(&cfg, &args.config, &opts, &events);
+    if let Ok(mut b) = bars.lock() {
+        b.finish();
+    }
+    let report = res?;
+    print_summary(&report, &cfg);
+    Ok(())
+}
+
+fn print_summary(r: &RunReport, cfg: &PipelineConfig) {
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>8} {:>7}",
+        "layer", "warm rel.", "refined", "lower", "swaps"
+    );
+    for l in &r.layers {
+        println!(
+            "{:<44} {:>10.5} {:>10.5} {:>7.1}% {:>7}",
+            l.name,
+            l.warm_relative,
+            l.refined_relative,
+            100.0 * l.reduction,
+            l.swaps
+        );
+    }
+    println!();
+    println!(
+        "{} layers, sparsity {:.2}%, error reduction over the warm start: mean {:.1}%, median {:.1}%",
+        r.layers.len(),
+        100.0 * r.sparsity,
+        100.0 * r.mean_reduction,
+        100.0 * r.median_reduction
+    );
+    if let Some(d) = &r.dense_ppl {
+        println!("dense perplexity  {:.3} ({} tokens)", d.ppl, d.tokens);
+    }
+    if let Some(p) = &r.pruned_ppl {
+        println!("pruned perplexity {:.3} ({} tokens)", p.ppl, p.tokens);
+    }
+    let mem = r.peak_memory_bytes.map_or("unknown".to_string(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    println!(
+        "total {:.1} s, peak memory {mem}, backend {}",
+        r.total_seconds, r.backend
+    );
+    println!(
+        "outputs in {}",
+        sparseswaps_pipeline::config::expand_path(&cfg.output.dir).display()
+    );
+}

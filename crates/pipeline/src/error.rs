@@ -1,0 +1,67 @@
+//! Typed errors of the pipeline; every message is one line naming what is at fault.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Everything that can stop a pipeline run.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config is invalid (unknown key, bad value).
+    #[error("{path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The output directory exists and the run was not forced.
+    #[error("output directory {0} exists; use --force to replace it")]
+    OutputExists(PathBuf),
+    /// Inputs that do not fit the request (text too short, glob matching nothing...).
+    #[error("{0}")]
+    Input(String),
+    /// The model layer failed.
+    #[error(transparent)]
+    Model(#[from] sparseswaps_model::ModelError),
+    /// The engine failed.
+    #[error("{layer}: {source}")]
+    Core {
+        /// The layer being pruned.
+        layer: String,
+        /// The engine's error.
+        source: sparseswaps_core::CoreError,
+    },
+    /// Gram accumulation failed.
+    #[error("{layer}: {source}")]
+    Gram {
+        /// The layer (or capture point) being accumulated.
+        layer: String,
+        /// The error.
+        source: sparseswaps_gram::GramError,
+    },
+    /// Writing a tensor file failed.
+    #[error(transparent)]
+    TensorIo(#[from] sparseswaps_tensor_io::TensorIoError),
+    /// The warm start failed or could not be found.
+    #[error("warm start '{name}': {reason}")]
+    WarmStart {
+        /// The warm start's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The requested backend is unavailable.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Result type of the pipeline.
+pub type Result<T> = std::result::Result<T, PipelineError>;
