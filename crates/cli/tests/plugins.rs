@@ -247,3 +247,54 @@ fn bundled_plugins_need_no_flags_and_unknown_names_fail_clearly() {
     assert_eq!(t.lines().count(), 1, "one line: {t}");
     assert!(!out_path.exists());
 }
+
+#[test]
+fn a_binary_without_plugins_falls_back_to_the_built_in_warm_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wp, gp, _, _) = layer(dir.path(), 4, 16);
+    // A copy of the binary alone: nothing beside it, so no plugin is found.
+    let lone = dir.path().join("bin");
+    std::fs::create_dir(&lone).unwrap();
+    let exe = lone.join("sparseswaps");
+    std::fs::copy(env!("CARGO_BIN_EXE_sparseswaps"), &exe).unwrap();
+    let run = |exe: &Path, out: &Path| {
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "refine-layer",
+            "--weight",
+            wp.to_str().unwrap(),
+            "--gram",
+            gp.to_str().unwrap(),
+            "--sparsity",
+            "0.5",
+            "--warm-start",
+            "wanda",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env_remove("SPARSESWAPS_PLUGIN_PATH");
+        cmd.output().unwrap()
+    };
+    let (m1, m2) = (
+        dir.path().join("m1.safetensors"),
+        dir.path().join("m2.safetensors"),
+    );
+    let out = run(&exe, &m1);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("note: no warm-start plugin named 'wanda'")
+            && t.contains("using the built-in wanda")
+            && t.contains("warm start         wanda (built in: no plugin library found)"),
+        "{t}"
+    );
+    // Same mask as through the plugin.
+    let out = run(Path::new(env!("CARGO_BIN_EXE_sparseswaps")), &m2);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |p: &Path| {
+        read_tensor_u8(&TensorSpec::parse(p.to_str().unwrap()), 2)
+            .unwrap()
+            .data
+    };
+    assert_eq!(read(&m1), read(&m2));
+}

@@ -469,8 +469,9 @@ pub mod __private {
 /// and `last_error` functions; every exported function catches panics (a panic becomes
 /// [`status::PANIC`] with its message), errors are stored per thread for `last_error`,
 /// and requests are checked (null pointers, `struct_size`, pattern support) before
-/// `compute` sees them. Put it in a crate with `crate-type = ["cdylib"]` (plus `"rlib"`
-/// if Rust code should also link it).
+/// `compute` sees them. Put it in a crate of its own with `crate-type = ["cdylib"]` (add
+/// `"rlib"` only so that other crates can depend on it to get the cdylib built; never
+/// link it).
 ///
 /// ```
 /// use sparseswaps_plugin_abi::{export_plugin, Pattern, PluginError, Request, SUPPORTS_UNSTRUCTURED};

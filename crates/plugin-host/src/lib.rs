@@ -16,8 +16,8 @@
 //! 3. the directories of the `SPARSESWAPS_PLUGIN_PATH` variable (`:`-separated on Unix,
 //!    `;` on Windows);
 //! 4. the *bundled* plugins of a cargo build: files named
-//!    `<DLL_PREFIX>sparseswaps_warmstart_*<DLL_SUFFIX>` (`libsparseswaps_warmstart_wanda.so`
-//!    on Linux) in `<binary dir>/deps/` and `<binary dir>`, where `cargo build` leaves the
+//!    `<DLL_PREFIX>sparseswaps_warmstart_*_plugin<DLL_SUFFIX>`
+//!    (`libsparseswaps_warmstart_wanda_plugin.so` on Linux) in `<binary dir>/deps/` and `<binary dir>`, where `cargo build` leaves the
 //!    cdylibs of the workspace's warm starts (`deps/` first: it is rebuilt with the
 //!    binary, the other copy only when the plugin crate itself is built). So a `cargo build --release`-ed binary finds
 //!    `magnitude` and `wanda` without flags.
@@ -52,6 +52,9 @@ pub const PLUGIN_PATH_ENV: &str = "SPARSESWAPS_PLUGIN_PATH";
 
 /// File-name stem prefix of the bundled warm starts (after `DLL_PREFIX`).
 pub const BUNDLED_STEM_PREFIX: &str = "sparseswaps_warmstart_";
+
+/// File-name stem suffix of the bundled warm starts (before `DLL_SUFFIX`).
+pub const BUNDLED_STEM_SUFFIX: &str = "_plugin";
 
 /// Errors of finding, loading and calling plugins. Each names the library (or lists the
 /// places searched).
@@ -186,7 +189,7 @@ pub enum DirSource {
     Given,
     /// From `SPARSESWAPS_PLUGIN_PATH`.
     EnvVar,
-    /// A cargo build's output directory (only `*sparseswaps_warmstart_*` files).
+    /// A cargo build's output directory (only `*sparseswaps_warmstart_*_plugin*` files).
     Bundled,
 }
 
@@ -310,7 +313,9 @@ fn is_candidate(file_name: &str, source: DirSource) -> bool {
     else {
         return false;
     };
-    !stem.is_empty() && (source != DirSource::Bundled || stem.starts_with(BUNDLED_STEM_PREFIX))
+    !stem.is_empty()
+        && (source != DirSource::Bundled
+            || (stem.starts_with(BUNDLED_STEM_PREFIX) && stem.ends_with(BUNDLED_STEM_SUFFIX)))
 }
 
 /// The inputs of a mask request. Gram inputs are optional; send what you have (plugins
@@ -793,6 +798,10 @@ mod tests {
         assert!(is_candidate(&format!("{pre}ria{suf}"), DirSource::Given));
         assert!(!is_candidate(&format!("{pre}ria{suf}"), DirSource::Bundled));
         assert!(is_candidate(
+            &format!("{pre}sparseswaps_warmstart_wanda_plugin{suf}"),
+            DirSource::Bundled
+        ));
+        assert!(!is_candidate(
             &format!("{pre}sparseswaps_warmstart_wanda{suf}"),
             DirSource::Bundled
         ));

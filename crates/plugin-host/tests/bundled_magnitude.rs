@@ -1,8 +1,5 @@
 //! The bundled magnitude plugin, loaded as a shared library from the build output next to
 //! this test binary (no flags, no variable), gives the masks of the rlib.
-//!
-//! This file links the magnitude rlib only: two plugin rlibs in one binary would clash on
-//! the entry symbol.
 
 use sparseswaps_core::Pattern;
 use sparseswaps_plugin_host::{DirSource, MaskInput, Registry, SearchPath};

@@ -1,9 +1,6 @@
 //! The bundled Wanda plugin, loaded as a shared library from the build output next to
 //! this test binary, gives the masks of the rlib; it reads the Gram diagonal, or the
 //! diagonal of the full Gram matrix, and says so when it has neither.
-//!
-//! This file links the wanda rlib only: two plugin rlibs in one binary would clash on the
-//! entry symbol.
 
 use sparseswaps_core::Pattern;
 use sparseswaps_plugin_host::{resolve, MaskInput, SearchPath};

@@ -40,59 +40,6 @@ pub fn wanda_mask(
     mask_from_scores(&scores(weights, d_in, gram_diag), d_out, d_in, pattern)
 }
 
-/// The plugin export (ABI v1): what the host loads from this crate's cdylib.
-mod plugin {
-    use sparseswaps_core::Pattern;
-    use sparseswaps_plugin_abi::{
-        export_plugin, Pattern as AbiPattern, PluginError, Request, SUPPORTS_NM,
-        SUPPORTS_UNSTRUCTURED,
-    };
-
-    /// The core pattern of a request; `None` when nothing is kept (k = 0).
-    fn core_pattern(req: &Request<'_>) -> Result<Option<Pattern>, PluginError> {
-        let p = match req.pattern {
-            AbiPattern::Unstructured { k: 0 } => return Ok(None),
-            AbiPattern::Unstructured { k } => {
-                Pattern::unstructured((req.cols - k) as f64 / req.cols as f64)
-            }
-            AbiPattern::NM { n, m } => Pattern::n_m(n, m),
-        }
-        .map_err(|e| PluginError::failed(e.to_string()))?;
-        if p.kept_per_row(req.cols) != req.pattern_k() {
-            return Err(PluginError::failed(format!(
-                "cannot express k = {} of {} as a per-row sparsity",
-                req.pattern_k(),
-                req.cols
-            )));
-        }
-        Ok(Some(p))
-    }
-
-    fn compute(req: &Request<'_>, out: &mut [u8]) -> Result<(), PluginError> {
-        let Some(pattern) = core_pattern(req)? else {
-            out.fill(0);
-            return Ok(());
-        };
-        let mask = super::wanda_mask(
-            req.weights,
-            req.rows,
-            req.cols,
-            &req.gram_diag_or_full()?,
-            &pattern,
-        )
-        .map_err(|e| PluginError::failed(e.to_string()))?;
-        out.copy_from_slice(mask.as_slice());
-        Ok(())
-    }
-
-    export_plugin! {
-        name: super::NAME,
-        version: env!("CARGO_PKG_VERSION"),
-        patterns: SUPPORTS_UNSTRUCTURED | SUPPORTS_NM,
-        compute: compute,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

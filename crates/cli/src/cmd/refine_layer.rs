@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions};
 use sparseswaps_gram::{GramAccumulator, GramError};
-use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, SearchPath};
+use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, PluginError, SearchPath};
 use sparseswaps_tensor_io::{
     check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
     OwnedTensor, TensorSpec,
@@ -34,7 +34,8 @@ pub struct Args {
     pattern: Option<String>,
     /// Warm start: a plugin name (`wanda`, `magnitude`, or any installed plugin: see
     /// `sparseswaps plugins list`), a plugin library path, or `mask:FILE[:TENSOR]` (u8,
-    /// 1 = kept).
+    /// 1 = kept). `magnitude` and `wanda` fall back to the built-in code, with a note,
+    /// when no plugin library of that name is found.
     #[arg(
         long,
         default_value = "wanda",
@@ -168,6 +169,10 @@ pub fn run(args: Args) -> Result<()> {
             p.version(),
             p.path().display()
         ),
+        None if is_builtin(&args.warm_start) => println!(
+            "warm start         {} (built in: no plugin library found)",
+            args.warm_start
+        ),
         None => println!("warm start         {}", args.warm_start),
     }
     println!("{}", report.summary());
@@ -229,8 +234,33 @@ fn warm_start(
             .with_context(|| format!("{mspec}: warm-start mask"))?;
         return Ok((mask, None));
     }
-    let plugin = resolve(spec, &SearchPath::new(&args.plugin_dir))?;
     let diag = problem.gram_diag();
+    let plugin = match resolve(spec, &SearchPath::new(&args.plugin_dir)) {
+        Ok(p) => p,
+        // The bundled warm starts are also linked in: a binary copied without its
+        // plugins still runs them (and says so).
+        Err(e @ PluginError::NotFound { .. }) if is_builtin(spec) => {
+            eprintln!("note: {e}; using the built-in {spec}");
+            let mask = if spec == sparseswaps_warmstart_magnitude::NAME {
+                sparseswaps_warmstart_magnitude::magnitude_mask(
+                    problem.weights(),
+                    d_out,
+                    d_in,
+                    pattern,
+                )?
+            } else {
+                sparseswaps_warmstart_wanda::wanda_mask(
+                    problem.weights(),
+                    d_out,
+                    d_in,
+                    &diag,
+                    pattern,
+                )?
+            };
+            return Ok((mask, None));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let input = MaskInput {
         weights: problem.weights(),
         rows: d_out,
@@ -241,4 +271,9 @@ fn warm_start(
     };
     let mask = plugin.compute_mask(&input, pattern)?;
     Ok((mask, Some(plugin)))
+}
+
+/// Whether `spec` names a warm start that is also linked in.
+fn is_builtin(spec: &str) -> bool {
+    spec == sparseswaps_warmstart_magnitude::NAME || spec == sparseswaps_warmstart_wanda::NAME
 }
