@@ -159,3 +159,13 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let path = path.into();
     move |source| ModelError::Io { path, source }
 }
+
+/// Lets callers use `?` on tensor operations (`model.weight(..)?.to_vec1()?`).
+impl From<candle_core::Error> for ModelError {
+    fn from(source: candle_core::Error) -> ModelError {
+        ModelError::Candle {
+            context: "tensor operation".into(),
+            source,
+        }
+    }
+}

@@ -15,6 +15,32 @@
 //!
 //! What it is not for: generation at speed (there is no KV cache), GPUs, training.
 //! It never prints; long operations report progress through a callback.
+//!
+//! The block-by-block loop a pruning pipeline runs:
+//!
+//! ```no_run
+//! use sparseswaps_model::{load, LinearKind};
+//! # fn main() -> sparseswaps_model::Result<()> {
+//! let mut model = load("model.gguf".as_ref())?;
+//! let ids = model.encode("calibration text ...")?;
+//! let mut hidden = model.embed(&ids[..256], 2)?; // 2 sequences of 128 tokens
+//! for layer in 0..model.num_layers() {
+//!     let (_, capture) = model.block_forward_capture(layer, &hidden)?;
+//!     for kind in LinearKind::ALL {
+//!         let x = capture.input_of(kind); // [tokens, d_in], row-major f32
+//!         let name = kind.weight_name(layer);
+//!         let w = model.weight(&name)?.flatten_all()?.to_vec1::<f32>()?;
+//!         let pruned: Vec<f32> = w; // ... Gram from x, mask, apply ...
+//!         # let _ = x;
+//!         model.set_weight_f32(&name, pruned)?;
+//!     }
+//!     // Recompute the block with its pruned weights for the next block's input.
+//!     hidden = model.block_forward(layer, &hidden)?;
+//! }
+//! let _logits = model.logits(&hidden)?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
