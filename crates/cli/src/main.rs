@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Prune a model end to end from a TOML pipeline (the main job).
+    Run(cmd::run::Args),
     /// Refine the mask of one linear layer from its weights and Gram matrix.
     RefineLayer(cmd::refine_layer::Args),
     /// Warm-start plugins: `plugins list` shows those found and where they were searched.
@@ -29,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
         Command::RefineLayer(args) => cmd::refine_layer::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
         Command::Convert(args) => cmd::convert::run(args),

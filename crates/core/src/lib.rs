@@ -35,7 +35,9 @@ pub mod select;
 mod simd;
 
 pub use backend::{Backend, CpuBackend};
-pub use engine::{best_swaps_unstructured, refine, RefineOptions, RowState};
+pub use engine::{
+    best_swaps_unstructured, column_correlation_bound, refine, RefineOptions, RowState, Search,
+};
 pub use error::{CoreError, Result};
 pub use mask::{validate_mask, Mask};
 pub use objective::{check_finite, layer_error, row_energy, row_error, LayerError, LayerProblem};

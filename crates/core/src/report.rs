@@ -28,6 +28,8 @@ pub struct RowReport {
     pub swaps: u32,
     /// Searches run (swaps plus the final one that found nothing better).
     pub steps: u32,
+    /// Pairs whose `Δ` was evaluated over all steps.
+    pub pairs: u64,
     /// Why the row stopped.
     pub stop: StopReason,
 }
@@ -83,7 +85,6 @@ impl RefineReport {
         pattern: Pattern,
         kept_per_row: usize,
         max_swaps: Option<u32>,
-        pairs_per_step: u64,
         seconds: f64,
         backend: &str,
     ) -> Self {
@@ -117,7 +118,7 @@ impl RefineReport {
                 .iter()
                 .filter(|r| r.stop == StopReason::MaxSwaps)
                 .count(),
-            pairs_evaluated: rows.iter().map(|r| r.steps as u64 * pairs_per_step).sum(),
+            pairs_evaluated: rows.iter().map(|r| r.pairs).sum(),
             seconds,
             rows,
         }

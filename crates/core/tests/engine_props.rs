@@ -220,3 +220,48 @@ fn deterministic_across_thread_counts() {
         assert_eq!(run(1, pattern), run(2, pattern), "pattern {pattern}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Bounded and exhaustive search take swaps of equal Δ at every step (the same
+    /// swaps, in fact) and reach the same final masks, for per-row and N:M patterns.
+    #[test]
+    fn bounded_equals_exhaustive(
+        seed in any::<u64>(), d4 in 2usize..12, d_out in 1usize..8, sel in any::<u8>(),
+        cap in prop_oneof![Just(None), Just(Some(1u32)), Just(Some(7u32))],
+    ) {
+        use sparseswaps_core::Search;
+        let d = d4 * 4;
+        let (w, g) = problem(d_out, d, 2 * d, seed);
+        let pattern = pattern_for(sel, d);
+        let mut rng = Rng::new(seed ^ 3);
+        let data = random_mask(d_out, d, pattern.group(), pattern.kept_per_row(d), &mut rng);
+        let p = LayerProblem::new(&w, d_out, d, &g).unwrap();
+        let run = |search: Search, cap: Option<u32>| {
+            let mut mask = Mask::new(d_out, d, data.clone()).unwrap();
+            let opts = RefineOptions { max_swaps: cap, search, ..RefineOptions::default() };
+            let rep = refine(&p, &pattern, &mut mask, &opts, &|_| {}).unwrap();
+            (mask, rep)
+        };
+        let (me, re) = run(Search::Exhaustive, cap);
+        let (mb, rb) = run(Search::Bounded, cap);
+        prop_assert_eq!(&me, &mb, "final masks differ");
+        for (x, y) in re.rows.iter().zip(&rb.rows) {
+            prop_assert_eq!(x.swaps, y.swaps);
+            prop_assert_eq!(x.stop, y.stop);
+            prop_assert_eq!(x.final_error.to_bits(), y.final_error.to_bits());
+        }
+        // Step by step: with a cap of s swaps both reach the same mask after every s, so
+        // every step took a swap of the same Δ.
+        for s in 1..=re.rows.iter().map(|r| r.swaps).max().unwrap_or(0).min(12) {
+            let (a, ra) = run(Search::Exhaustive, Some(s));
+            let (b, rb) = run(Search::Bounded, Some(s));
+            prop_assert_eq!(&a, &b, "masks differ after {} swaps", s);
+            prop_assert_eq!(ra.final_error.to_bits(), rb.final_error.to_bits());
+        }
+        if pattern.group().is_none() && d >= 16 {
+            prop_assert!(rb.pairs_evaluated <= re.pairs_evaluated + 2 * rb.swaps + 2 * d_out as u64);
+        }
+    }
+}

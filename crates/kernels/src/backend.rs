@@ -294,10 +294,6 @@ impl CudaBackend {
             rows.extend(out);
             progress(n);
         }
-        let pairs_per_step = match group {
-            None => (k * (d - k)) as u64,
-            Some((n, m)) => (d / m * n * (m - n)) as u64,
-        };
         Ok(RefineReport::from_rows(
             rows,
             d_out,
@@ -305,7 +301,6 @@ impl CudaBackend {
             *pattern,
             k,
             opts.max_swaps,
-            pairs_per_step,
             start.elapsed().as_secs_f64(),
             "cuda",
         ))
@@ -375,6 +370,11 @@ impl CudaBackend {
     ) -> Result<Vec<RowReport>> {
         let s = &self.stream;
         let n = rows * d;
+        // The GPU search is exhaustive: every step evaluates every admissible pair.
+        let pairs_per_step = match group {
+            None => (k * (d - k)) as u64,
+            Some((n, m)) => (d / m * n * (m - n)) as u64,
+        };
         let e = |ctx: &'static str| move |x| driver_err(ctx, x);
         s.memcpy_htod(w_host, &mut b.w.slice_mut(0..n))
             .map_err(e("uploading weights"))?;
@@ -433,6 +433,7 @@ impl CudaBackend {
                 energy: energy[i],
                 swaps: swaps[i].max(0) as u32,
                 steps: steps[i].max(0) as u32,
+                pairs: steps[i].max(0) as u64 * pairs_per_step,
                 stop: match status[i] {
                     ST_OPTIMAL => StopReason::Optimal,
                     ST_MAX_SWAPS => StopReason::MaxSwaps,

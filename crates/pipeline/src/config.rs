@@ -185,6 +185,14 @@ pub struct RefineSection {
     /// the already pruned earlier sublayers.
     #[serde(default = "default_sequential")]
     pub sequential: String,
+    /// `bounded` (default: exact, visits pairs in order of a lower bound) or
+    /// `exhaustive` (every admissible pair, as in the paper). Same masks.
+    #[serde(default = "default_search")]
+    pub search: String,
+}
+
+fn default_search() -> String {
+    "bounded".into()
 }
 
 impl Default for RefineSection {
@@ -193,6 +201,7 @@ impl Default for RefineSection {
             max_swaps: default_cap(),
             backend: default_backend(),
             sequential: default_sequential(),
+            search: default_search(),
         }
     }
 }
@@ -219,6 +228,10 @@ pub struct OutputSection {
     /// Write `error.svg`, the per-layer relative error plot (default true).
     #[serde(default = "yes")]
     pub plot: bool,
+    /// Save every target's dense weights and Gram matrix under `layers/` (default
+    /// false), to re-run single layers with `refine-layer`.
+    #[serde(default)]
+    pub save_grams: bool,
 }
 
 fn yes() -> bool {
@@ -302,6 +315,10 @@ impl PipelineConfig {
             )));
         }
         self.sequential(path)?;
+        self.refine
+            .search
+            .parse::<sparseswaps_core::Search>()
+            .map_err(|e| bad(format!("refine.{e}")))?;
         let c = &self.calibration;
         if c.samples == 0 || c.seq_len < 2 || c.micro_batch == 0 {
             return Err(bad(

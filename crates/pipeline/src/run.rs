@@ -366,8 +366,33 @@ pub fn run(
         hidden.push(model.embed(chunk, chunk.len() / c.seq_len)?);
     }
 
+    // Outputs: everything goes into a staging directory beside the target, renamed into
+    // place at the end, so a failed run leaves nothing that looks finished.
+    let parent = match out_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let name = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let mut staging = Staging {
+        path: parent.join(format!(".{name}.partial-{}", std::process::id())),
+        keep: false,
+    };
+    let _ = std::fs::remove_dir_all(&staging.path);
+    std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
     let ropts = RefineOptions {
         max_swaps: cfg.refine.max_swaps.as_option(),
+        search: cfg
+            .refine
+            .search
+            .parse()
+            .map_err(|reason| PipelineError::Config {
+                path: config_path.into(),
+                reason,
+            })?,
         ..RefineOptions::default()
     };
     let n_targets: usize = targets.values().map(|v| v.len()).sum();
@@ -400,6 +425,11 @@ pub fn run(
             for group in groups {
                 let grams = capture_grams(&model, l, &hidden, &group, events)?;
                 for &k in &group {
+                    let dense_w = if cfg.output.save_grams {
+                        weight_f32(&model, &k.weight_name(l))?
+                    } else {
+                        Vec::new()
+                    };
                     let (rep, mask) = prune_layer(
                         &mut model,
                         l,
@@ -411,6 +441,15 @@ pub fn run(
                         &ropts,
                         events,
                     )?;
+                    if cfg.output.save_grams {
+                        save_layer(
+                            &staging.path,
+                            &model,
+                            &rep.name,
+                            &grams[&k.input()],
+                            &dense_w,
+                        )?;
+                    }
                     masks.push((rep.name.clone(), mask));
                     events(Event::LayerDone(Box::new(rep.clone())));
                     layers.push(rep);
@@ -456,24 +495,7 @@ pub fn run(
         backend_note: note,
     };
 
-    // Outputs: everything goes into a staging directory beside the target, renamed into
-    // place at the end, so a failed run leaves nothing that looks finished.
     events(Event::Stage(format!("writing {}", out_dir.display())));
-    let parent = match out_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let mut staging = Staging {
-        path: parent.join(format!(".{name}.partial-{}", std::process::id())),
-        keep: false,
-    };
-    let _ = std::fs::remove_dir_all(&staging.path);
-    std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
     if cfg.output.model {
         sparseswaps_model::save_hf_dir(&model, &staging.path.join("model"), save_dtype, false)?;
     }
@@ -542,6 +564,46 @@ fn capture_grams(
     Ok(grams)
 }
 
+/// A linear layer's dense weights as row-major f32.
+fn weight_f32(model: &Model, wname: &str) -> Result<Vec<f32>> {
+    model
+        .weight(wname)?
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| PipelineError::Input(format!("{wname}: reading weights: {e}")))
+}
+
+/// Saves a layer's dense weights and Gram matrix as `layers/<name>.safetensors`
+/// (tensors `weight` and `gram`), so it can be re-run alone with `refine-layer`.
+fn save_layer(
+    dir: &Path,
+    model: &Model,
+    name: &str,
+    gram: &GramAccumulator,
+    w: &[f32],
+) -> Result<()> {
+    let layers = dir.join("layers");
+    std::fs::create_dir_all(&layers).map_err(io(&layers))?;
+    let dims = model.weight(&format!("{name}.weight"))?.dims().to_vec();
+    let d_in = gram.d_in();
+    let meta = HashMap::from([
+        ("layer".to_string(), name.to_string()),
+        ("tokens".to_string(), gram.tokens().to_string()),
+    ]);
+    write_safetensors_atomic(
+        &layers.join(format!("{name}.safetensors")),
+        &[
+            ("weight".to_string(), OwnedTensor::f32(dims, w)),
+            (
+                "gram".to_string(),
+                OwnedTensor::f32(vec![d_in, d_in], &gram.to_f32()),
+            ),
+        ],
+        Some(meta),
+    )?;
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn prune_layer(
     model: &mut Model,
@@ -557,12 +619,9 @@ fn prune_layer(
     let t = Instant::now();
     let wname = k.weight_name(l);
     let name = wname.trim_end_matches(".weight").to_string();
-    let wt = model.weight(&wname)?;
-    let (d_out, d_in) = (wt.dims()[0], wt.dims()[1]);
-    let w: Vec<f32> = wt
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| PipelineError::Input(format!("{name}: reading weights: {e}")))?;
+    let dims = model.weight(&wname)?.dims().to_vec();
+    let (d_out, d_in) = (dims[0], dims[1]);
+    let w = weight_f32(model, &wname)?;
     let g = gram.to_f32();
     let core = |e| PipelineError::Core {
         layer: name.clone(),

@@ -4,3 +4,4 @@ pub mod convert;
 pub mod eval;
 pub mod plugins;
 pub mod refine_layer;
+pub mod run;

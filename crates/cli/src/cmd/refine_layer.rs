@@ -52,6 +52,10 @@ pub struct Args {
     /// Most swaps per row; `none` for no cap (stop only at 1-swap optimality).
     #[arg(long, default_value = "100")]
     max_swaps: String,
+    /// How each step finds the best swap: `bounded` (exact, visits pairs in order of a
+    /// lower bound) or `exhaustive` (every pair, as in the paper). Same result.
+    #[arg(long, default_value = "bounded")]
+    search: String,
     /// Output mask file (safetensors, tensor `mask`, u8 `[d_out, d_in]`, 1 = kept).
     #[arg(long, value_name = "MASK.safetensors")]
     out: PathBuf,
@@ -123,8 +127,10 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("weights {wspec}, Gram {gspec}"))?;
 
     let (mut mask, plugin) = warm_start(&args, &problem, &pattern)?;
+    let search: sparseswaps_core::Search = args.search.parse().map_err(anyhow::Error::msg)?;
     let opts = RefineOptions {
         max_swaps,
+        search,
         ..RefineOptions::default()
     };
     let report = refine(&problem, &pattern, &mut mask, &opts, &|_| {})?;
