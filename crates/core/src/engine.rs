@@ -607,16 +607,22 @@ pub fn column_correlation_bound(gram: &[f32], d: usize) -> Vec<f64> {
 struct BoundScratch {
     us: Vec<(f64, u32)>,
     qs: Vec<(f64, u32)>,
+    /// `a_j` for kept `j`, `b_j` for pruned `j`, this step.
+    ab: Vec<f64>,
 }
 
 /// The exact best pair of one row by bounded search, and the number of pairs evaluated.
+///
+/// Returns `None` when the bound rules out too few pairs for the ordered walk to beat
+/// one vectorised pass over all pairs (a visited pair costs ~15x a vectorised one): the
+/// caller then runs the exhaustive search for this step, which finds the same pair.
 fn bounded_best(
     st: &RowState<'_>,
     mask: &[u8],
     rho: &[f64],
     sig2: &[f64],
     sc: &mut BoundScratch,
-) -> (Option<(usize, usize)>, u64) {
+) -> Option<(Option<(usize, usize)>, u64)> {
     // Lower bound terms A_u (kept) and B_q (pruned), and the plain a/b minima for seeds.
     let (mut amin, mut bmin) = (f64::INFINITY, f64::INFINITY);
     let (mut ua, mut qb) = (usize::MAX, usize::MAX);
@@ -625,6 +631,7 @@ fn bounded_best(
     let mut scale = 0f64;
     sc.us.clear();
     sc.qs.clear();
+    sc.ab.resize(mask.len(), 0.0);
     let (w, c) = (st.w, &st.c);
     for (j, &m) in mask.iter().enumerate() {
         // a_j and b_j exactly as `RowState::a`/`b` compute them, without the strided
@@ -632,6 +639,7 @@ fn bounded_best(
         let twc = 2.0 * w[j] as f64 * c[j];
         if m == 1 {
             let a = sig2[j] + twc;
+            sc.ab[j] = a;
             let lb = a - rho[j] * sig2[j];
             sc.us.push((lb, j as u32));
             if lb < amin {
@@ -643,6 +651,7 @@ fn bounded_best(
             scale = scale.max(a.abs() + sig2[j]);
         } else {
             let b = sig2[j] - twc;
+            sc.ab[j] = b;
             let lb = b - rho[j] * sig2[j];
             sc.qs.push((lb, j as u32));
             if lb < bmin {
@@ -655,7 +664,7 @@ fn bounded_best(
         }
     }
     if sc.us.is_empty() || sc.qs.is_empty() {
-        return (None, 0);
+        return Some((None, 0));
     }
     let mut pairs = 0u64;
     let mut best: Option<(usize, usize)> = None;
@@ -685,6 +694,15 @@ fn bounded_best(
         .sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
     sc.qs
         .sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let kept = mask.iter().filter(|&&m| m == 1).count() as u64;
+    let admissible = kept * (mask.len() as u64 - kept);
+    let mut estimate = 0u64;
+    for &(au, _) in &sc.us {
+        estimate += sc.qs.partition_point(|&(bq, _)| au + bq <= limit(best_d)) as u64;
+        if estimate * 32 > admissible {
+            return None;
+        }
+    }
     for &(au, u) in &sc.us {
         if au + bmin > limit(best_d) {
             break;
@@ -699,7 +717,7 @@ fn bounded_best(
             consider(u as usize, q as usize, &mut best, &mut best_d, &mut pairs);
         }
     }
-    (best, pairs)
+    Some((best, pairs))
 }
 
 fn refine_row_bounded(
@@ -717,8 +735,22 @@ fn refine_row_bounded(
         })
         .collect();
     let mut sc = BoundScratch::default();
+    let mut rs = RowSearch::new(d);
+    let avx2 = simd::has_avx2();
     while !job.done {
-        let (best, pairs) = bounded_best(&job.state, job.mask, rho, &sig2, &mut sc);
+        let (best, pairs) = match bounded_best(&job.state, job.mask, rho, &sig2, &mut sc) {
+            Some(found) => found,
+            None => {
+                // The bound prunes too little this step: one exhaustive pass instead.
+                rs.prepare(&job.state, job.mask);
+                search_tiles(gram, d, &mut [&mut rs], avx2);
+                let k = rs.kept.len() as u64;
+                (
+                    pick_best(&rs, &job.state, job.mask, gram, d),
+                    k * (d as u64 - k),
+                )
+            }
+        };
         job.decide(best, pairs, opts);
     }
     job.report
@@ -757,6 +789,38 @@ pub fn best_swaps_unstructured(
                 .enumerate()
                 .map(|(i, (rs, st))| pick_best(rs, st, mask.row(bi * BATCH_ROWS + i), gram, d))
                 .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One bounded search step for every row of an unstructured layer, applying nothing:
+/// each row's best pair and the pairs evaluated. `rho` is
+/// [`column_correlation_bound`] of `gram`; `states[r]` must match `mask.row(r)`.
+/// Exposed for benchmarks next to [`best_swaps_unstructured`].
+pub fn best_swaps_bounded(
+    gram: &[f32],
+    rho: &[f64],
+    states: &[RowState<'_>],
+    mask: &Mask,
+) -> Vec<(Option<(usize, usize)>, u64)> {
+    let d = mask.cols();
+    states
+        .par_iter()
+        .enumerate()
+        .map_init(BoundScratch::default, |sc, (r, st)| {
+            let sig2: Vec<f64> = (0..d)
+                .map(|j| {
+                    let w = st.w[j] as f64;
+                    w * w * gram[j * d + j] as f64
+                })
+                .collect();
+            bounded_best(st, mask.row(r), rho, &sig2, sc).unwrap_or_else(|| {
+                let mut rs = RowSearch::new(d);
+                rs.prepare(st, mask.row(r));
+                search_tiles(gram, d, &mut [&mut rs], simd::has_avx2());
+                let k = rs.kept.len() as u64;
+                (pick_best(&rs, st, mask.row(r), gram, d), k * (d as u64 - k))
+            })
         })
         .collect()
 }

@@ -36,7 +36,8 @@ mod simd;
 
 pub use backend::{Backend, CpuBackend};
 pub use engine::{
-    best_swaps_unstructured, column_correlation_bound, refine, RefineOptions, RowState, Search,
+    best_swaps_bounded, best_swaps_unstructured, column_correlation_bound, refine, RefineOptions,
+    RowState, Search,
 };
 pub use error::{CoreError, Result};
 pub use mask::{validate_mask, Mask};

@@ -5,7 +5,7 @@ use crate::error::{PipelineError, Result};
 use crate::report::{
     mean_median, peak_memory_bytes, InputChecksum, LayerReport, PplReport, RunReport,
 };
-use crate::warm::{builtin, WarmStart};
+use crate::warm::{resolve as resolve_warm, WarmStart};
 use sha2::{Digest, Sha256};
 use sparseswaps_core::{Backend, LayerProblem, Pattern, RefineOptions};
 use sparseswaps_gram::GramAccumulator;
@@ -273,15 +273,18 @@ pub fn run(
         reason: format!("model.dtype: {e}"),
     })?;
 
-    let warm: Box<dyn WarmStart> = match builtin(&cfg.warm_start.name) {
-        Some(w) => w,
-        None => {
-            return Err(PipelineError::WarmStart {
-                name: cfg.warm_start.name.clone(),
-                reason: "no such warm start (built in: magnitude, wanda)".into(),
-            })
-        }
-    };
+    let (warm, warm_note) = resolve_warm(
+        &cfg.warm_start.name,
+        &cfg.warm_start.options,
+        &opts.plugin_dirs,
+    )
+    .map_err(|reason| PipelineError::WarmStart {
+        name: cfg.warm_start.name.clone(),
+        reason,
+    })?;
+    if let Some(n) = warm_note {
+        events(Event::Note(n));
+    }
     let kind: sparseswaps_kernels::BackendKind =
         cfg.refine
             .backend
