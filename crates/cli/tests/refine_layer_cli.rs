@@ -239,7 +239,7 @@ fn bad_inputs_fail_cleanly() {
     );
     run(
         base(&w, &g, &["--sparsity", "0.5", "--warm-start", "nosuch"]),
-        "unknown warm start 'nosuch'",
+        "no warm-start plugin named 'nosuch'",
     );
     run(
         base(&w, &g, &["--sparsity", "0.5", "--max-swaps", "lots"]),

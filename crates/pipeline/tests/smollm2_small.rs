@@ -191,3 +191,56 @@ fn bad_pipeline_inputs_fail_cleanly() {
     check("[warm_start]\nname = \"nosuchplugin\"", &id, "nosuchplugin");
     check("", &|s| s.replace("brown.txt", "absent.txt"), "absent.txt");
 }
+
+/// Sublayer mode with an N:M pattern, a magnitude warm start, no swap cap, an exclude
+/// glob, and no model written: every refined error is at most its warm start, masks keep
+/// 2 of every 4, and excluded layers are left out.
+#[test]
+fn sublayer_two_of_four_on_two_blocks() {
+    let Some(assets) = assets() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let p = dir.path().join("sub.toml");
+    let text = format!(
+        r#"
+[model]
+path = "{a}/smollm2-135m-instruct-q4_1.gguf"
+[calibration]
+text = "{a}/brown.txt"
+samples = 4
+seq_len = 128
+[targets]
+include = ["model.layers.0.*", "model.layers.1.*"]
+exclude = ["*.k_proj"]
+[pattern]
+n_m = "2:4"
+[warm_start]
+name = "magnitude"
+[refine]
+sequential = "sublayer"
+max_swaps = "none"
+[output]
+dir = "{o}"
+model = false
+"#,
+        a = assets.display(),
+        o = out.display()
+    );
+    std::fs::write(&p, &text).unwrap();
+    let cfg = PipelineConfig::from_toml(&p, &text).unwrap();
+    let report = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    assert_eq!(report.layers.len(), 12);
+    assert!(report.layers.iter().all(|l| !l.name.ends_with("k_proj")));
+    for l in &report.layers {
+        assert!(l.refined_error <= l.warm_error * (1.0 + 1e-9), "{}", l.name);
+        assert_eq!(l.rows_capped, 0, "{}: no cap, every row ends 1-swap optimal", l.name);
+    }
+    let masks = std::fs::read(out.join("masks.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&masks).unwrap();
+    for (name, view) in st.tensors() {
+        for g in view.data().chunks(4) {
+            assert_eq!(g.iter().filter(|&&v| v == 1).count(), 2, "{name}");
+        }
+    }
+    assert!(!out.join("model").exists());
+}
