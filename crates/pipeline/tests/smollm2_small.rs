@@ -233,7 +233,11 @@ model = false
     assert!(report.layers.iter().all(|l| !l.name.ends_with("k_proj")));
     for l in &report.layers {
         assert!(l.refined_error <= l.warm_error * (1.0 + 1e-9), "{}", l.name);
-        assert_eq!(l.rows_capped, 0, "{}: no cap, every row ends 1-swap optimal", l.name);
+        assert_eq!(
+            l.rows_capped, 0,
+            "{}: no cap, every row ends 1-swap optimal",
+            l.name
+        );
     }
     let masks = std::fs::read(out.join("masks.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&masks).unwrap();
