@@ -270,7 +270,7 @@ impl PipelineConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Io {
             path: path.into(),
-            source: e,
+            error: e,
         })?;
         Self::from_toml(path, &text)
     }

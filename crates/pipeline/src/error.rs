@@ -7,12 +7,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PipelineError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The config is invalid (unknown key, bad value).
     #[error("{path}: {reason}")]
@@ -32,20 +32,20 @@ pub enum PipelineError {
     #[error(transparent)]
     Model(#[from] sparseswaps_model::ModelError),
     /// The engine failed.
-    #[error("{layer}: {source}")]
+    #[error("{layer}: {error}")]
     Core {
         /// The layer being pruned.
         layer: String,
         /// The engine's error.
-        source: sparseswaps_core::CoreError,
+        error: sparseswaps_core::CoreError,
     },
     /// Gram accumulation failed.
-    #[error("{layer}: {source}")]
+    #[error("{layer}: {error}")]
     Gram {
         /// The layer (or capture point) being accumulated.
         layer: String,
         /// The error.
-        source: sparseswaps_gram::GramError,
+        error: sparseswaps_gram::GramError,
     },
     /// Writing a tensor file failed.
     #[error(transparent)]

@@ -102,9 +102,9 @@ impl Drop for Staging {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
-    move |source| PipelineError::Io {
+    move |error| PipelineError::Io {
         path: path.into(),
-        source,
+        error,
     }
 }
 
@@ -556,7 +556,7 @@ fn capture_grams(
             acc.add_batch(&a.data, a.rows)
                 .map_err(|e| PipelineError::Gram {
                     layer: format!("input of {}", k.weight_name(l).trim_end_matches(".weight")),
-                    source: e,
+                    error: e,
                 })?;
         }
         events(Event::Captured {
@@ -628,7 +628,7 @@ fn prune_layer(
     let g = gram.to_f32();
     let core = |e| PipelineError::Core {
         layer: name.clone(),
-        source: e,
+        error: e,
     };
     let problem = LayerProblem::new(&w, d_out, d_in, &g).map_err(core)?;
     let mut mask =

@@ -24,12 +24,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum TensorIoError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a valid safetensors file.
     #[error("{path}: not a valid safetensors file ({reason})")]
@@ -124,9 +124,9 @@ pub struct Loaded<T> {
 
 /// Reads a whole file, mapping errors to [`TensorIoError::Io`].
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|source| TensorIoError::Io {
+    fs::read(path).map_err(|error| TensorIoError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -354,9 +354,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let io = |source| TensorIoError::Io {
+    let io = |error| TensorIoError::Io {
         path: path.into(),
-        source,
+        error,
     };
     let res = (|| {
         let mut f = fs::File::create(&tmp)?;
