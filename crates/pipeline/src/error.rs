@@ -61,6 +61,31 @@ pub enum PipelineError {
     /// The requested backend is unavailable.
     #[error("backend: {0}")]
     Backend(String),
+    /// A checkpoint file is unreadable or inconsistent.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--resume` cannot continue: no checkpoint, or one of another config, input or
+    /// version (the message names what differs).
+    #[error("resume refused: {0}")]
+    Resume(String),
+    /// A staging directory of an unfinished run is in the way (without `--resume` or
+    /// `--force`), or still being written by a live process.
+    #[error("{0}")]
+    Unfinished(String),
+    /// The run failed after checkpointing some blocks: the cause, and where the
+    /// checkpoint that `--resume` continues from is.
+    #[error("{error} ({note})")]
+    Checkpointed {
+        /// What stopped the run.
+        error: Box<PipelineError>,
+        /// Which blocks are checkpointed, and where.
+        note: String,
+    },
 }
 
 /// Result type of the pipeline.

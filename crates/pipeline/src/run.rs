@@ -1,5 +1,6 @@
 //! The block-by-block pruning loop and its outputs.
 
+use crate::checkpoint::{self, BlockTargets, Manifest};
 use crate::config::{expand_path, glob_match, PipelineConfig, Sequential};
 use crate::error::{PipelineError, Result};
 use crate::report::{
@@ -18,8 +19,13 @@ use std::time::Instant;
 /// Options that come from the command line rather than the config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Replace an existing output directory.
+    /// Replace an existing output directory, and discard the checkpoint of an
+    /// unfinished run.
     pub force: bool,
+    /// Continue the unfinished run whose checkpoint is in the staging directory
+    /// (`.NAME.partial` beside `output.dir`), after checking that the config, inputs and
+    /// version match it.
+    pub resume: bool,
     /// Extra directories searched for warm-start plugins.
     pub plugin_dirs: Vec<PathBuf>,
 }
@@ -77,17 +83,27 @@ pub enum Event {
     Rows(usize),
     /// A layer is done.
     LayerDone(Box<LayerReport>),
-    /// Block `index` is done.
+    /// Block `index` is done (and checkpointed).
     BlockDone {
         /// Block index.
         index: usize,
+    },
+    /// The run continues a checkpoint: blocks `0..from_block` were restored from it.
+    Resumed {
+        /// First block still to prune.
+        from_block: usize,
+        /// Blocks the pruning loop runs.
+        blocks: usize,
+        /// The checkpoint's manifest.
+        checkpoint: PathBuf,
     },
 }
 
 /// Event sink; must be callable from worker threads.
 pub type Events<'a> = &'a (dyn Fn(Event) + Sync);
 
-/// Removes the staging directory unless the run completed.
+/// Removes the staging directory on failure, unless it holds a checkpoint worth
+/// resuming (`keep`) or has been renamed into place.
 struct Staging {
     path: PathBuf,
     keep: bool,
@@ -241,6 +257,10 @@ fn eval_ppl(
 
 /// Runs a pipeline: loads, calibrates, prunes block by block, evaluates and writes the
 /// outputs into `cfg.output.dir` (which appears only when everything succeeded).
+///
+/// Every finished block is checkpointed in the staging directory (see
+/// [`crate::checkpoint`]); with [`RunOptions::resume`] a stopped run continues from its
+/// last finished block and gives the same masks and report as an uninterrupted run.
 pub fn run(
     cfg: &PipelineConfig,
     config_path: &Path,
@@ -251,7 +271,63 @@ pub fn run(
     let pattern = cfg.pattern(config_path)?;
     let sequential = cfg.sequential(config_path)?;
     let out_dir = expand_path(&cfg.output.dir);
-    if out_dir.exists() && !opts.force {
+    let staging_path = checkpoint::staging_dir(&out_dir);
+    if opts.resume && opts.force {
+        return Err(PipelineError::Input(format!(
+            "--resume and --force exclude each other: --resume continues the checkpoint in {}, --force discards it",
+            staging_path.display()
+        )));
+    }
+    if out_dir.exists() && !opts.force && !opts.resume {
+        return Err(PipelineError::OutputExists(out_dir));
+    }
+    let config_json =
+        serde_json::to_value(cfg).map_err(|e| PipelineError::Input(e.to_string()))?;
+    // What is in the staging directory decides between a fresh run and a resumed one,
+    // before any expensive work.
+    let mut manifest: Option<Manifest> = None;
+    if staging_path.exists() {
+        if let Some(pid) = checkpoint::live_owner(&staging_path) {
+            return Err(PipelineError::Unfinished(format!(
+                "{} is being written by a running sparseswaps (pid {pid}); wait for it or stop it first",
+                staging_path.display()
+            )));
+        }
+        if opts.resume {
+            manifest = checkpoint::read_manifest(&staging_path)?;
+            match &manifest {
+                Some(m) => checkpoint::check_resumable(m, &staging_path, &config_json, None)?,
+                None => events(Event::Note(format!(
+                    "{} holds no checkpoint manifest (the run stopped before its first checkpoint): starting from the beginning",
+                    staging_path.display()
+                ))),
+            }
+        } else if !opts.force {
+            let done = match checkpoint::read_manifest(&staging_path) {
+                Ok(Some(m)) => format!("{} of {} blocks checkpointed", m.blocks_done, m.blocks),
+                _ => "no block checkpointed".into(),
+            };
+            return Err(PipelineError::Unfinished(format!(
+                "{} holds an unfinished run of {} ({done}); rerun with --resume to continue it or --force to discard it",
+                staging_path.display(),
+                out_dir.display()
+            )));
+        }
+    } else if opts.resume {
+        return Err(PipelineError::Resume(format!(
+            "no checkpoint of {} to resume: {} does not exist{}",
+            out_dir.display(),
+            staging_path.display(),
+            if out_dir.exists() {
+                " (the output is already finished)"
+            } else {
+                ""
+            }
+        )));
+    }
+    // A resumed run may replace an existing output only when the run it continues could.
+    let force = opts.force || manifest.as_ref().is_some_and(|m| m.force);
+    if out_dir.exists() && !force {
         return Err(PipelineError::OutputExists(out_dir));
     }
     let model_path = expand_path(&cfg.model.path);
@@ -310,9 +386,12 @@ pub fn run(
             sha256: sha256_path(p)?,
         });
     }
+    if let Some(m) = &manifest {
+        checkpoint::check_resumable(m, &staging_path, &config_json, Some(&inputs))?;
+    }
 
     events(Event::Stage(format!("loading {}", model_path.display())));
-    let mut model = sparseswaps_model::load(&model_path)?;
+    let model = sparseswaps_model::load(&model_path)?;
     let targets = select_targets(&model, cfg)?;
     // Check the pattern against every target's width before any work.
     for (&l, kinds) in &targets {
@@ -356,36 +435,6 @@ pub fn run(
         _ => None,
     };
 
-    let dense_ppl = match (&cfg.eval, &eval_ids) {
-        (Some(e), Some(ids)) if e.dense => Some(eval_ppl(
-            &model, ids, e.seq_len, e.windows, "dense", events,
-        )?),
-        _ => None,
-    };
-
-    // Hidden states of the calibration windows, in micro-batches.
-    let mut hidden: Vec<Tensor> = Vec::new();
-    for chunk in calib.chunks(c.micro_batch * c.seq_len) {
-        hidden.push(model.embed(chunk, chunk.len() / c.seq_len)?);
-    }
-
-    // Outputs: everything goes into a staging directory beside the target, renamed into
-    // place at the end, so a failed run leaves nothing that looks finished.
-    let parent = match out_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let mut staging = Staging {
-        path: parent.join(format!(".{name}.partial-{}", std::process::id())),
-        keep: false,
-    };
-    let _ = std::fs::remove_dir_all(&staging.path);
-    std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
     let ropts = RefineOptions {
         max_swaps: cfg.refine.max_swaps.as_option(),
         search: cfg
@@ -398,15 +447,217 @@ pub fn run(
             })?,
         ..RefineOptions::default()
     };
+    // Blocks after the last one with a target change no mask: the loop stops there.
+    let blocks = targets.keys().next_back().map_or(0, |&l| l + 1);
+
+    // Outputs: everything goes into the staging directory beside the target, renamed
+    // into place at the end, so a failed run leaves nothing that looks finished.
+    let mut staging = Staging {
+        path: staging_path,
+        keep: false,
+    };
+    let manifest = match manifest {
+        Some(m) => {
+            if m.blocks != blocks {
+                return Err(PipelineError::Checkpoint {
+                    path: checkpoint::manifest_path(&staging.path),
+                    reason: format!("{} blocks recorded, the config selects {blocks}", m.blocks),
+                });
+            }
+            // A resumed staging directory holds finished blocks: never delete it.
+            staging.keep = true;
+            checkpoint::clean_leftovers(&staging.path, m.blocks_done)?;
+            m
+        }
+        None => {
+            let parent = match staging.path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+            if staging.path.exists() {
+                // Only reached with --force, or --resume on a directory with no manifest.
+                std::fs::remove_dir_all(&staging.path).map_err(io(&staging.path))?;
+            }
+            std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
+            let ck = staging.path.join("checkpoint");
+            std::fs::create_dir(&ck).map_err(io(&ck))?;
+            checkpoint::fsync_dir(&parent)?;
+            Manifest {
+                format: checkpoint::FORMAT,
+                version: env!("CARGO_PKG_VERSION").into(),
+                config: config_json,
+                inputs: inputs.clone(),
+                force: opts.force,
+                blocks,
+                blocks_done: 0,
+                layers: Vec::new(),
+                dense_ppl: None,
+                seconds: 0.0,
+            }
+        }
+    };
+    let res = (|| {
+        checkpoint::claim(&staging.path)?;
+        prune_and_write(
+            cfg,
+            Plan {
+                model,
+                targets,
+                calib: &calib,
+                eval_ids: eval_ids.as_deref(),
+                pattern: &pattern,
+                sequential,
+                warm: warm.as_ref(),
+                backend: backend.as_ref(),
+                note,
+                ropts: &ropts,
+                save_dtype,
+                out_dir: &out_dir,
+                start,
+                force,
+            },
+            manifest,
+            &mut staging,
+            events,
+        )
+    })();
+    res.map_err(|error| {
+        if !staging.keep {
+            return error;
+        }
+        let done = checkpoint::read_manifest(&staging.path)
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.blocks_done);
+        PipelineError::Checkpointed {
+            error: Box::new(error),
+            note: format!(
+                "{done} of {blocks} blocks are checkpointed in {}; rerun with --resume to continue",
+                staging.path.display()
+            ),
+        }
+    })
+}
+
+/// What the pruning loop works with, prepared by [`run`].
+struct Plan<'a> {
+    model: Model,
+    targets: BTreeMap<usize, Vec<LinearKind>>,
+    calib: &'a [u32],
+    eval_ids: Option<&'a [u32]>,
+    pattern: &'a Pattern,
+    sequential: Sequential,
+    warm: &'a dyn WarmStart,
+    backend: &'a dyn Backend,
+    note: Option<String>,
+    ropts: &'a RefineOptions,
+    save_dtype: SaveDtype,
+    out_dir: &'a Path,
+    start: Instant,
+    force: bool,
+}
+
+/// Dense evaluation, the block loop with its checkpoints, pruned evaluation and the
+/// final outputs, in the staging directory; renames it into place at the end.
+fn prune_and_write(
+    cfg: &PipelineConfig,
+    plan: Plan<'_>,
+    mut manifest: Manifest,
+    staging: &mut Staging,
+    events: Events<'_>,
+) -> Result<RunReport> {
+    let Plan {
+        mut model,
+        targets,
+        calib,
+        eval_ids,
+        pattern,
+        sequential,
+        warm,
+        backend,
+        note,
+        ropts,
+        save_dtype,
+        out_dir,
+        start,
+        force,
+    } = plan;
+    let c = &cfg.calibration;
+    let seconds_before = manifest.seconds;
+    let elapsed = || seconds_before + start.elapsed().as_secs_f64();
+    let blocks = manifest.blocks;
+    let resumed = manifest.blocks_done > 0 || manifest.dense_ppl.is_some();
+
+    if manifest.dense_ppl.is_none() {
+        manifest.dense_ppl = match (&cfg.eval, eval_ids) {
+            (Some(e), Some(ids)) if e.dense => Some(eval_ppl(
+                &model, ids, e.seq_len, e.windows, "dense", events,
+            )?),
+            _ => None,
+        };
+        manifest.seconds = elapsed();
+        checkpoint::write_manifest(&staging.path, &manifest)?;
+        // A dense evaluation is worth keeping (it can take longer than the pruning).
+        staging.keep |= manifest.dense_ppl.is_some();
+    }
+
+    // Blocks finished by an earlier process: their pruned weights and masks.
+    let mut masks: Vec<(String, OwnedTensor)> = Vec::new();
+    for l in 0..manifest.blocks_done {
+        let restored = checkpoint::read_block(&staging.path, l)?;
+        let mut expected: Vec<String> = targets
+            .get(&l)
+            .map(|ks| {
+                ks.iter()
+                    .map(|k| k.weight_name(l).trim_end_matches(".weight").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        expected.sort();
+        let got: Vec<String> = restored.iter().map(|r| r.0.clone()).collect();
+        if got != expected {
+            return Err(PipelineError::Checkpoint {
+                path: staging.path.join("checkpoint"),
+                reason: format!("block {l} holds targets {got:?}, the config selects {expected:?}"),
+            });
+        }
+        for (name, mask, w) in restored {
+            model.set_weight_f32(&format!("{name}.weight"), w)?;
+            masks.push((name, mask));
+        }
+    }
+    let mut layers = manifest.layers.clone();
+
+    // Hidden states of the calibration windows, in micro-batches: from the embeddings, or
+    // as the last finished block handed them on.
+    let micro_batches = calib.len().div_ceil(c.micro_batch * c.seq_len);
+    let mut hidden: Vec<Tensor> = if manifest.blocks_done == 0 {
+        calib
+            .chunks(c.micro_batch * c.seq_len)
+            .map(|chunk| model.embed(chunk, chunk.len() / c.seq_len))
+            .collect::<std::result::Result<_, _>>()?
+    } else if manifest.blocks_done < blocks {
+        checkpoint::read_hidden(&staging.path, manifest.blocks_done - 1, micro_batches)?
+    } else {
+        Vec::new()
+    };
+
     let n_targets: usize = targets.values().map(|v| v.len()).sum();
     events(Event::PruneStart {
-        blocks: model.num_layers(),
+        blocks,
         targets: n_targets,
     });
-    let mut layers = Vec::new();
-    let mut masks: Vec<(String, OwnedTensor)> = Vec::new();
-    for l in 0..model.num_layers() {
+    if resumed {
+        events(Event::Resumed {
+            from_block: manifest.blocks_done,
+            blocks,
+            checkpoint: checkpoint::manifest_path(&staging.path),
+        });
+    }
+    for l in manifest.blocks_done..blocks {
         events(Event::BlockStart { index: l });
+        let mut finished: BlockTargets = Vec::new();
         if let Some(kinds) = targets.get(&l) {
             let groups: Vec<Vec<LinearKind>> = match sequential {
                 Sequential::Block => vec![kinds.clone()],
@@ -438,10 +689,10 @@ pub fn run(
                         l,
                         k,
                         &grams[&k.input()],
-                        &pattern,
-                        warm.as_ref(),
-                        backend.as_ref(),
-                        &ropts,
+                        pattern,
+                        warm,
+                        backend,
+                        ropts,
                         events,
                     )?;
                     if cfg.output.save_grams {
@@ -453,21 +704,45 @@ pub fn run(
                             &dense_w,
                         )?;
                     }
+                    let wname = k.weight_name(l);
+                    let pruned = OwnedTensor::f32(
+                        model.weight(&wname)?.dims().to_vec(),
+                        &weight_f32(&model, &wname)?,
+                    );
+                    finished.push((rep.name.clone(), mask.clone(), pruned));
                     masks.push((rep.name.clone(), mask));
                     events(Event::LayerDone(Box::new(rep.clone())));
                     layers.push(rep);
                 }
             }
         }
-        // The pruned block's outputs are what the next block sees.
-        for h in hidden.iter_mut() {
-            *h = model.block_forward(l, h)?;
+        // The pruned block's outputs are what the next block sees (the last block's
+        // outputs are not needed).
+        if l + 1 < blocks {
+            for h in hidden.iter_mut() {
+                *h = model.block_forward(l, h)?;
+            }
+        }
+        // Checkpoint: the block's files first, then the manifest that counts them; the
+        // previous hidden states only once that manifest is durable.
+        checkpoint::write_block(&staging.path, l, &finished)?;
+        if l + 1 < blocks {
+            checkpoint::write_hidden(&staging.path, l, &hidden)?;
+        }
+        checkpoint::fsync_dir(&staging.path.join("checkpoint"))?;
+        manifest.blocks_done = l + 1;
+        manifest.layers = layers.clone();
+        manifest.seconds = elapsed();
+        checkpoint::write_manifest(&staging.path, &manifest)?;
+        staging.keep = true;
+        if l > 0 {
+            checkpoint::remove_hidden(&staging.path, l - 1)?;
         }
         events(Event::BlockDone { index: l });
     }
     drop(hidden);
 
-    let pruned_ppl = match (&cfg.eval, &eval_ids) {
+    let pruned_ppl = match (&cfg.eval, eval_ids) {
         (Some(e), Some(ids)) => Some(eval_ppl(
             &model, ids, e.seq_len, e.windows, "pruned", events,
         )?),
@@ -485,9 +760,9 @@ pub fn run(
         config: cfg.clone(),
         seed: c.seed,
         calibration_tokens: calib.len(),
-        inputs,
+        inputs: manifest.inputs.clone(),
         layers,
-        dense_ppl,
+        dense_ppl: manifest.dense_ppl,
         pruned_ppl,
         mean_reduction,
         median_reduction,
@@ -500,7 +775,8 @@ pub fn run(
 
     events(Event::Stage(format!("writing {}", out_dir.display())));
     if cfg.output.model {
-        sparseswaps_model::save_hf_dir(&model, &staging.path.join("model"), save_dtype, false)?;
+        // `true`: a model directory left by a process killed while writing is replaced.
+        sparseswaps_model::save_hf_dir(&model, &staging.path.join("model"), save_dtype, true)?;
     }
     let meta = HashMap::from([
         ("pattern".to_string(), pattern.to_string()),
@@ -515,17 +791,47 @@ pub fn run(
         let svg = crate::plot::error_plot_svg(&report.layers);
         write_atomic(&staging.path.join("error.svg"), svg.as_bytes())?;
     }
-    report.total_seconds = start.elapsed().as_secs_f64();
+    report.total_seconds = elapsed();
     report.peak_memory_bytes = peak_memory_bytes();
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Input(e.to_string()))?;
     write_atomic(&staging.path.join("report.json"), json.as_bytes())?;
+    let owner = staging.path.join("owner.pid");
+    std::fs::remove_file(&owner).map_err(io(&owner))?;
+    // Everything durable before the rename that makes it look finished.
+    checkpoint::fsync_tree(&staging.path)?;
+    let parent = match out_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     if out_dir.exists() {
-        // Only reached with --force (checked at the start).
-        std::fs::remove_dir_all(&out_dir).map_err(io(&out_dir))?;
+        if !force {
+            return Err(PipelineError::OutputExists(out_dir.into()));
+        }
+        // Replace: move the old output aside first, so a failed rename loses nothing.
+        let name = out_dir.file_name().unwrap_or_default().to_string_lossy();
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(out_dir, &old).map_err(io(out_dir))?;
+        if let Err(e) = std::fs::rename(&staging.path, out_dir) {
+            let _ = std::fs::rename(&old, out_dir);
+            return Err(io(out_dir)(e));
+        }
+        staging.keep = true;
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    } else {
+        std::fs::rename(&staging.path, out_dir).map_err(io(out_dir))?;
+        staging.keep = true;
     }
-    std::fs::rename(&staging.path, &out_dir).map_err(io(&out_dir))?;
-    staging.keep = true;
+    checkpoint::fsync_dir(&parent)?;
+    // The checkpoint is not an output. A process killed before this line leaves it in a
+    // complete output directory, where it is harmless.
+    let ck = out_dir.join("checkpoint");
+    if let Err(e) = std::fs::remove_dir_all(&ck) {
+        events(Event::Note(format!(
+            "{}: could not remove the checkpoint: {e}",
+            ck.display()
+        )));
+    }
     Ok(report)
 }
 

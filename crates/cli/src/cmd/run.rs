@@ -11,9 +11,14 @@ use std::sync::Mutex;
 pub struct Args {
     /// The pipeline config (TOML; every key is documented in the README).
     config: PathBuf,
-    /// Replace the output directory if it exists.
+    /// Replace the output directory if it exists, and discard the checkpoint of an
+    /// unfinished run of the same output.
     #[arg(long)]
     force: bool,
+    /// Continue the unfinished run of this config from its last checkpointed block
+    /// (refused when the config, an input or the version differs from the checkpoint).
+    #[arg(long)]
+    resume: bool,
     /// Extra directory searched for warm-start plugins (repeatable).
     #[arg(long, value_name = "DIR")]
     plugin_dir: Vec<PathBuf>,
@@ -36,13 +41,23 @@ struct Bars {
 }
 
 impl Bars {
+    /// A log line: above the bars, or on stderr as is when the bars are hidden (`--quiet`,
+    /// or stderr not a terminal), so logs and tests still see it.
+    fn say(&self, line: String) {
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Stage(s) => {
-                let _ = self.multi.println(format!("· {s}"));
+                self.say(format!("· {s}"));
             }
             Event::Note(s) => {
-                let _ = self.multi.println(format!("note: {s}"));
+                self.say(format!("note: {s}"));
             }
             Event::EvalStart { label, windows } => {
                 let b = self.multi.add(ProgressBar::new(windows as u64));
@@ -61,7 +76,7 @@ impl Bars {
                 if let Some(b) = self.eval.take() {
                     b.finish_and_clear();
                 }
-                let _ = self.multi.println(format!("· {label} perplexity {ppl:.3}"));
+                self.say(format!("· {label} perplexity {ppl:.3}"));
             }
             Event::PruneStart { blocks, targets } => {
                 let b = self.multi.add(ProgressBar::new(blocks as u64));
@@ -100,7 +115,7 @@ impl Bars {
                 if let Some(b) = self.rows.take() {
                     b.finish_and_clear();
                 }
-                let _ = self.multi.println(format!(
+                self.say(format!(
                     "  {:40} rel. error {:.4} -> {:.4} ({:5.1}% lower), {} swaps, {:.1} s",
                     r.name,
                     r.warm_relative,
@@ -114,6 +129,19 @@ impl Bars {
                 if let Some(b) = &self.blocks {
                     b.inc(1);
                 }
+            }
+            Event::Resumed {
+                from_block,
+                blocks,
+                checkpoint,
+            } => {
+                if let Some(b) = &self.blocks {
+                    b.set_position(from_block as u64);
+                }
+                self.say(format!(
+                    "· resuming from block {from_block} of {blocks}: blocks 0..{from_block} restored from {}",
+                    checkpoint.display()
+                ));
             }
         }
     }
@@ -149,6 +177,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let opts = RunOptions {
         force: args.force,
+        resume: args.resume,
         plugin_dirs: args.plugin_dir.clone(),
     };
     let events = |ev: Event| {
