@@ -125,7 +125,8 @@ pub fn read_manifest(staging: &Path) -> Result<Option<Manifest>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&p)(e)),
     };
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .and_then(|v| serde_json::from_value(exact_floats_in(v)))
         .map(Some)
         .map_err(|e| PipelineError::Checkpoint {
             path: p,
@@ -133,13 +134,61 @@ pub fn read_manifest(staging: &Path) -> Result<Option<Manifest>> {
         })
 }
 
+/// Prefix of a float written as text in the manifest.
+const F64: &str = "f64:";
+
+/// Every float of `v` as a string `f64:<shortest round-trip decimal>`.
+///
+/// serde_json's default number parser may be one ulp off, and a resumed run must give
+/// the same report rows (and compare the same config) as an uninterrupted one; Rust's
+/// own `f64` parsing of the shortest representation is exact.
+fn exact_floats_out(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            Value::String(format!("{F64}{:?}", n.as_f64().unwrap_or(f64::NAN)))
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(exact_floats_out).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, exact_floats_out(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The inverse of [`exact_floats_out`].
+fn exact_floats_in(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => match s
+            .strip_prefix(F64)
+            .and_then(|x| x.parse::<f64>().ok())
+            .and_then(serde_json::Number::from_f64)
+        {
+            Some(n) => Value::Number(n),
+            None => Value::String(s),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(exact_floats_in).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, exact_floats_in(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// Writes the manifest atomically and fsyncs its directory.
 pub fn write_manifest(staging: &Path, m: &Manifest) -> Result<()> {
     let p = manifest_path(staging);
-    let json = serde_json::to_string_pretty(m).map_err(|e| PipelineError::Checkpoint {
-        path: p.clone(),
-        reason: e.to_string(),
-    })?;
+    let json = serde_json::to_value(m)
+        .and_then(|v| serde_json::to_string_pretty(&exact_floats_out(v)))
+        .map_err(|e| PipelineError::Checkpoint {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
     write_atomic(&p, json.as_bytes())?;
     fsync_dir(&staging.join("checkpoint"))
 }
@@ -402,4 +451,40 @@ pub fn claim(staging: &Path) -> Result<()> {
         std::process::id().to_string().as_bytes(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_survive_the_manifest_exactly() {
+        // Values whose shortest decimal serde_json's fast parser may read one ulp off.
+        let xs = [
+            0.47773322414506747,
+            24417.863977497258,
+            0.1 + 0.2,
+            1e-300,
+            std::f64::consts::PI,
+        ];
+        let v = serde_json::json!({"a": xs, "b": {"c": 3, "d": "f64 is text"}});
+        let text = serde_json::to_string(&exact_floats_out(v.clone())).unwrap();
+        let back = exact_floats_in(serde_json::from_str(&text).unwrap());
+        assert_eq!(back, v);
+        let got: Vec<f64> = serde_json::from_value(back["a"].clone()).unwrap();
+        for (g, x) in got.iter().zip(xs) {
+            assert_eq!(g.to_bits(), x.to_bits());
+        }
+    }
+
+    #[test]
+    fn first_difference_names_the_key() {
+        let a = serde_json::json!({"calibration": {"samples": 64, "seed": 0}, "x": [1]});
+        let b = serde_json::json!({"calibration": {"samples": 8, "seed": 0}, "x": [1]});
+        assert_eq!(
+            first_difference("", &a, &b),
+            Some(("calibration.samples".into(), "64".into(), "8".into()))
+        );
+        assert_eq!(first_difference("", &a, &a), None);
+    }
 }

@@ -394,12 +394,90 @@ pub fn write_safetensors_atomic(
         name: "(all)".into(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &sorted_metadata(bytes))
+}
+
+/// The same safetensors bytes with the `__metadata__` entries in name order.
+///
+/// `safetensors::serialize` takes the metadata as a `HashMap` and writes it in that map's
+/// iteration order, which changes from one process to the next: the same tensors would
+/// give different file bytes. Sorting makes the file a function of its contents alone.
+fn sorted_metadata(bytes: Vec<u8>) -> Vec<u8> {
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+    else {
+        return bytes;
+    };
+    let Some(Ok(serde_json::Value::Object(header))) = bytes
+        .get(8..8 + n)
+        .map(serde_json::from_slice::<serde_json::Value>)
+    else {
+        return bytes;
+    };
+    let Some(serde_json::Value::Object(meta)) = header.get("__metadata__") else {
+        return bytes;
+    };
+    let mut entries: Vec<(&String, &serde_json::Value)> = meta.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut sorted = serde_json::Map::new();
+    for (k, v) in entries {
+        sorted.insert(k.clone(), v.clone());
+    }
+    // `__metadata__` first, then the tensors in the order safetensors wrote them.
+    let mut out = serde_json::Map::new();
+    out.insert("__metadata__".into(), serde_json::Value::Object(sorted));
+    for (k, v) in &header {
+        if k != "__metadata__" {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    let Ok(mut text) = serde_json::to_string(&serde_json::Value::Object(out)) else {
+        return bytes;
+    };
+    // Same entries, so the same length; pad as safetensors does (spaces, 8-byte
+    // alignment of the data).
+    if text.len() > n {
+        return bytes;
+    }
+    text.extend(std::iter::repeat_n(' ', n - text.len()));
+    let mut fixed = Vec::with_capacity(bytes.len());
+    fixed.extend_from_slice(&bytes[..8]);
+    fixed.extend_from_slice(text.as_bytes());
+    fixed.extend_from_slice(&bytes[8 + n..]);
+    fixed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_order_does_not_change_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |i: usize| {
+            // A fresh map each time: a new random iteration order.
+            let meta: HashMap<String, String> = (0..8)
+                .map(|k| (format!("key{k}"), format!("value {k}")))
+                .collect();
+            let p = dir.path().join(format!("m{i}.safetensors"));
+            write_safetensors_atomic(
+                &p,
+                &[("t".into(), OwnedTensor::u8(vec![2], vec![1, 0]))],
+                Some(meta),
+            )
+            .unwrap();
+            fs::read(p).unwrap()
+        };
+        let first = write(0);
+        for i in 1..16 {
+            assert_eq!(write(i), first, "file {i} differs from file 0");
+        }
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("t").unwrap().data(), &[1, 0]);
+        let (_, meta) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["key3"], "value 3");
+    }
 
     #[test]
     fn roundtrip_and_errors() {
