@@ -456,6 +456,7 @@ pub fn run(
         path: staging_path,
         keep: false,
     };
+    let fresh = manifest.is_none();
     let manifest = match manifest {
         Some(m) => {
             if m.blocks != blocks {
@@ -516,6 +517,7 @@ pub fn run(
                 out_dir: &out_dir,
                 start,
                 force,
+                fresh,
             },
             manifest,
             &mut staging,
@@ -556,6 +558,8 @@ struct Plan<'a> {
     out_dir: &'a Path,
     start: Instant,
     force: bool,
+    /// No checkpoint was resumed: the manifest is new.
+    fresh: bool,
 }
 
 /// Dense evaluation, the block loop with its checkpoints, pruned evaluation and the
@@ -582,20 +586,23 @@ fn prune_and_write(
         out_dir,
         start,
         force,
+        fresh,
     } = plan;
     let c = &cfg.calibration;
     let seconds_before = manifest.seconds;
     let elapsed = || seconds_before + start.elapsed().as_secs_f64();
     let blocks = manifest.blocks;
-    let resumed = manifest.blocks_done > 0 || manifest.dense_ppl.is_some();
 
-    if manifest.dense_ppl.is_none() {
-        manifest.dense_ppl = match (&cfg.eval, eval_ids) {
-            (Some(e), Some(ids)) if e.dense => Some(eval_ppl(
-                &model, ids, e.seq_len, e.windows, "dense", events,
-            )?),
-            _ => None,
-        };
+    let dense = match (&cfg.eval, eval_ids) {
+        (Some(e), Some(ids)) if e.dense && manifest.dense_ppl.is_none() => Some(eval_ppl(
+            &model, ids, e.seq_len, e.windows, "dense", events,
+        )?),
+        _ => None,
+    };
+    // The first manifest pins the config and inputs from the start; a resumed one is
+    // rewritten only when it gains the dense evaluation.
+    if fresh || dense.is_some() {
+        manifest.dense_ppl = manifest.dense_ppl.or(dense);
         manifest.seconds = elapsed();
         checkpoint::write_manifest(&staging.path, &manifest)?;
         // A dense evaluation is worth keeping (it can take longer than the pruning).
@@ -648,7 +655,7 @@ fn prune_and_write(
         blocks,
         targets: n_targets,
     });
-    if resumed {
+    if !fresh {
         events(Event::Resumed {
             from_block: manifest.blocks_done,
             blocks,
