@@ -245,7 +245,10 @@ fn sigkill_after_a_random_block_and_while_writing_then_resume_is_bit_identical()
         stderr(&o)
     );
     assert!(!st.exists(), "staging directory left after success");
-    assert!(!out.join("checkpoint").exists(), "checkpoint left in output");
+    assert!(
+        !out.join("checkpoint").exists(),
+        "checkpoint left in output"
+    );
     assert!(!out.join("owner.pid").exists());
     for f in ["masks.safetensors", "model/model.safetensors"] {
         assert!(
@@ -389,7 +392,10 @@ fn refused_resumes_name_what_differs() {
     .unwrap();
     check(
         cli(&[other.to_str().unwrap(), "--resume"], None),
-        &["resume refused: no checkpoint of", "never.partial does not exist"],
+        &[
+            "resume refused: no checkpoint of",
+            "never.partial does not exist",
+        ],
     );
     // A damaged block file (not something a kill can do: the files are renamed into
     // place whole) is named, and the run stops before writing anything.
@@ -507,5 +513,8 @@ fn full_output_filesystem_keeps_the_checkpoint_and_no_output() {
         e.contains("1 of 3 blocks are checkpointed") && e.contains("--resume"),
         "{e}"
     );
-    assert_eq!(listing, ".out.partial", "only the staging directory may be left");
+    assert_eq!(
+        listing, ".out.partial",
+        "only the staging directory may be left"
+    );
 }

@@ -108,7 +108,9 @@ pub fn manifest_path(staging: &Path) -> PathBuf {
 }
 
 fn block_path(staging: &Path, l: usize) -> PathBuf {
-    staging.join("checkpoint").join(format!("block-{l:05}.safetensors"))
+    staging
+        .join("checkpoint")
+        .join(format!("block-{l:05}.safetensors"))
 }
 
 fn hidden_path(staging: &Path, l: usize) -> PathBuf {
@@ -271,10 +273,7 @@ pub fn check_resumable(
     if m.blocks_done > m.blocks {
         return Err(PipelineError::Checkpoint {
             path: at,
-            reason: format!(
-                "blocks_done {} exceeds blocks {}",
-                m.blocks_done, m.blocks
-            ),
+            reason: format!("blocks_done {} exceeds blocks {}", m.blocks_done, m.blocks),
         });
     }
     Ok(())
@@ -352,7 +351,10 @@ pub fn write_hidden(staging: &Path, l: usize, hidden: &[Tensor]) -> Result<()> {
                 path: p.clone(),
                 reason: format!("hidden states of micro-batch {i}: {e}"),
             })?;
-        tensors.push((format!("h.{i:05}"), OwnedTensor::f32(h.dims().to_vec(), &data)));
+        tensors.push((
+            format!("h.{i:05}"),
+            OwnedTensor::f32(h.dims().to_vec(), &data),
+        ));
     }
     write_safetensors_atomic(&p, &tensors, None)?;
     Ok(())

@@ -281,8 +281,7 @@ pub fn run(
     if out_dir.exists() && !opts.force && !opts.resume {
         return Err(PipelineError::OutputExists(out_dir));
     }
-    let config_json =
-        serde_json::to_value(cfg).map_err(|e| PipelineError::Input(e.to_string()))?;
+    let config_json = serde_json::to_value(cfg).map_err(|e| PipelineError::Input(e.to_string()))?;
     // What is in the staging directory decides between a fresh run and a resumed one,
     // before any expensive work.
     let mut manifest: Option<Manifest> = None;

@@ -43,7 +43,10 @@ plot = false
         d = dir.display()
     );
     std::fs::write(&cfg_path, &toml).unwrap();
-    (PipelineConfig::from_toml(&cfg_path, &toml).unwrap(), cfg_path)
+    (
+        PipelineConfig::from_toml(&cfg_path, &toml).unwrap(),
+        cfg_path,
+    )
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -132,7 +135,10 @@ fn clean_tiny_run_resumes_to_the_same_bytes() {
     let out = dir.path().join("out");
     let masks = std::fs::read(out.join("masks.safetensors")).unwrap();
     let model = std::fs::read(out.join("model/model.safetensors")).unwrap();
-    assert!(!out.join("checkpoint").exists(), "checkpoint left in output");
+    assert!(
+        !out.join("checkpoint").exists(),
+        "checkpoint left in output"
+    );
     assert!(!staging_dir(&out).exists());
     std::fs::rename(&out, dir.path().join("full")).unwrap();
 
