@@ -126,7 +126,7 @@ fn nan_in_block_0_activations_leaves_nothing() {
 }
 
 #[test]
-fn clean_tiny_run_resumes_to_the_same_bytes() {
+fn stopped_tiny_run_resumes_to_the_same_bytes_and_force_starts_over() {
     // The same model without NaN: a full run, then a run stopped by a fault injected
     // after block 0 (its checkpoint edited to look like a kill), resumed.
     let dir = tempfile::tempdir().unwrap();
@@ -143,23 +143,54 @@ fn clean_tiny_run_resumes_to_the_same_bytes() {
     std::fs::rename(&out, dir.path().join("full")).unwrap();
 
     // Stop after block 0: an event handler that panics is the in-process "kill".
-    let stop = std::panic::catch_unwind(|| {
-        run(&cfg, &p, &RunOptions::default(), &|ev| {
-            if let sparseswaps_pipeline::Event::BlockDone { index: 0 } = ev {
-                panic!("stop after block 0");
-            }
-        })
-    });
-    assert!(stop.is_err());
+    let stop_after_block_0 = |opts: &RunOptions| {
+        let stop = std::panic::catch_unwind(|| {
+            run(&cfg, &p, opts, &|ev| {
+                if let sparseswaps_pipeline::Event::BlockDone { index: 0 } = ev {
+                    panic!("stop after block 0");
+                }
+            })
+        });
+        assert!(stop.is_err());
+    };
+    stop_after_block_0(&RunOptions::default());
     assert!(!out.exists());
     let staging = staging_dir(&out);
+    let manifest = staging.join("checkpoint/manifest.json");
     assert_eq!(read_manifest(&staging).unwrap().unwrap().blocks_done, 1);
-    let opts = RunOptions {
+
+    // Without --resume the leftover is refused, and left as it is.
+    let saved = std::fs::read(&manifest).unwrap();
+    let e = run(&cfg, &p, &RunOptions::default(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("holds an unfinished run") && e.contains("1 of 2 blocks checkpointed"),
+        "{e}"
+    );
+    // A checkpoint of another version is refused, naming both versions.
+    let text = String::from_utf8(saved.clone()).unwrap();
+    let v = env!("CARGO_PKG_VERSION");
+    std::fs::write(
+        &manifest,
+        text.replace(&format!("\"version\": \"{v}\""), "\"version\": \"0.0.1\""),
+    )
+    .unwrap();
+    let resume = RunOptions {
         resume: true,
         ..RunOptions::default()
     };
+    let e = run(&cfg, &p, &resume, &|_| {}).unwrap_err().to_string();
+    assert!(
+        e.contains("resume refused: the checkpoint was written by sparseswaps 0.0.1")
+            && e.contains(&format!("this is {v}")),
+        "{e}"
+    );
+    std::fs::write(&manifest, &saved).unwrap();
+    assert!(!out.exists());
+
     let resumed_from = std::sync::Mutex::new(None);
-    let resumed = run(&cfg, &p, &opts, &|ev| {
+    let resumed = run(&cfg, &p, &resume, &|ev| {
         if let sparseswaps_pipeline::Event::Resumed { from_block, .. } = ev {
             *resumed_from.lock().unwrap() = Some(from_block);
         }
@@ -180,5 +211,38 @@ fn clean_tiny_run_resumes_to_the_same_bytes() {
         };
         assert_eq!(strip(a), strip(b));
     }
+    assert!(!staging.exists());
+
+    // A --force run over the finished output, stopped: the old output stays whole until
+    // the resumed run (forced, as the run it continues) replaces it.
+    let force = RunOptions {
+        force: true,
+        ..RunOptions::default()
+    };
+    std::fs::write(out.join("marker"), b"old output").unwrap();
+    stop_after_block_0(&force);
+    assert!(out.join("marker").is_file() && out.join("report.json").is_file());
+    run(&cfg, &p, &resume, &|_| {}).unwrap();
+    assert!(
+        !out.join("marker").exists(),
+        "the old output was not replaced"
+    );
+    assert_eq!(std::fs::read(out.join("masks.safetensors")).unwrap(), masks);
+    assert!(!staging.exists());
+
+    // --force discards a leftover checkpoint and starts over.
+    stop_after_block_0(&force);
+    let fresh = std::sync::Mutex::new(true);
+    run(&cfg, &p, &force, &|ev| {
+        if let sparseswaps_pipeline::Event::Resumed { .. } = ev {
+            *fresh.lock().unwrap() = false;
+        }
+    })
+    .unwrap();
+    assert!(
+        *fresh.lock().unwrap(),
+        "--force resumed instead of starting over"
+    );
+    assert_eq!(std::fs::read(out.join("masks.safetensors")).unwrap(), masks);
     assert!(!staging.exists());
 }
