@@ -374,6 +374,31 @@ pub fn run(
         events(Event::Note(format!("backend auto: using the CPU ({n})")));
     }
 
+    // The staging directory is made and claimed before the long checksumming and
+    // loading, so that an unwritable output directory fails at once and a second process
+    // sees this one; a failure before the first checkpoint removes it again.
+    let fresh = manifest.is_none();
+    let mut staging = Staging {
+        path: staging_path,
+        keep: !fresh,
+    };
+    if fresh {
+        let parent = match staging.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        if staging.path.exists() {
+            // Only reached with --force, or --resume on a directory with no manifest.
+            std::fs::remove_dir_all(&staging.path).map_err(io(&staging.path))?;
+        }
+        std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
+        let ck = staging.path.join("checkpoint");
+        std::fs::create_dir(&ck).map_err(io(&ck))?;
+        checkpoint::fsync_dir(&parent)?;
+    }
+    checkpoint::claim(&staging.path)?;
+
     events(Event::Stage("checksumming inputs".into()));
     let mut inputs = Vec::new();
     for p in [Some(&model_path), Some(&calib_path), eval_path.as_ref()]
@@ -386,7 +411,7 @@ pub fn run(
         });
     }
     if let Some(m) = &manifest {
-        checkpoint::check_resumable(m, &staging_path, &config_json, Some(&inputs))?;
+        checkpoint::check_resumable(m, &staging.path, &config_json, Some(&inputs))?;
     }
 
     events(Event::Stage(format!("loading {}", model_path.display())));
@@ -451,11 +476,6 @@ pub fn run(
 
     // Outputs: everything goes into the staging directory beside the target, renamed
     // into place at the end, so a failed run leaves nothing that looks finished.
-    let mut staging = Staging {
-        path: staging_path,
-        keep: false,
-    };
-    let fresh = manifest.is_none();
     let manifest = match manifest {
         Some(m) => {
             if m.blocks != blocks {
@@ -464,41 +484,23 @@ pub fn run(
                     reason: format!("{} blocks recorded, the config selects {blocks}", m.blocks),
                 });
             }
-            // A resumed staging directory holds finished blocks: never delete it.
-            staging.keep = true;
             checkpoint::clean_leftovers(&staging.path, m.blocks_done)?;
             m
         }
-        None => {
-            let parent = match staging.path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-            if staging.path.exists() {
-                // Only reached with --force, or --resume on a directory with no manifest.
-                std::fs::remove_dir_all(&staging.path).map_err(io(&staging.path))?;
-            }
-            std::fs::create_dir(&staging.path).map_err(io(&staging.path))?;
-            let ck = staging.path.join("checkpoint");
-            std::fs::create_dir(&ck).map_err(io(&ck))?;
-            checkpoint::fsync_dir(&parent)?;
-            Manifest {
-                format: checkpoint::FORMAT,
-                version: env!("CARGO_PKG_VERSION").into(),
-                config: config_json,
-                inputs: inputs.clone(),
-                force: opts.force,
-                blocks,
-                blocks_done: 0,
-                layers: Vec::new(),
-                dense_ppl: None,
-                seconds: 0.0,
-            }
-        }
+        None => Manifest {
+            format: checkpoint::FORMAT,
+            version: env!("CARGO_PKG_VERSION").into(),
+            config: config_json,
+            inputs: inputs.clone(),
+            force: opts.force,
+            blocks,
+            blocks_done: 0,
+            layers: Vec::new(),
+            dense_ppl: None,
+            seconds: 0.0,
+        },
     };
     let res = (|| {
-        checkpoint::claim(&staging.path)?;
         prune_and_write(
             cfg,
             Plan {
