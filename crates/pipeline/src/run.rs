@@ -500,31 +500,29 @@ pub fn run(
             seconds: 0.0,
         },
     };
-    let res = (|| {
-        prune_and_write(
-            cfg,
-            Plan {
-                model,
-                targets,
-                calib: &calib,
-                eval_ids: eval_ids.as_deref(),
-                pattern: &pattern,
-                sequential,
-                warm: warm.as_ref(),
-                backend: backend.as_ref(),
-                note,
-                ropts: &ropts,
-                save_dtype,
-                out_dir: &out_dir,
-                start,
-                force,
-                fresh,
-            },
-            manifest,
-            &mut staging,
-            events,
-        )
-    })();
+    let res = prune_and_write(
+        cfg,
+        Plan {
+            model,
+            targets,
+            calib: &calib,
+            eval_ids: eval_ids.as_deref(),
+            pattern: &pattern,
+            sequential,
+            warm: warm.as_ref(),
+            backend: backend.as_ref(),
+            note,
+            ropts: &ropts,
+            save_dtype,
+            out_dir: &out_dir,
+            start,
+            force,
+            fresh,
+        },
+        manifest,
+        &mut staging,
+        events,
+    );
     res.map_err(|error| {
         if !staging.keep {
             return error;
