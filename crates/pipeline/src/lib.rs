@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod plot;
+pub mod refit;
 pub mod report;
 pub mod run;
 pub mod warm;
