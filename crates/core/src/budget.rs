@@ -323,6 +323,10 @@ fn plan_round(offers: &[Offer], rel_tol: f64, round: u32) -> Vec<CrossMove> {
     moves
 }
 
+/// Sees every cross-row move before it is applied: the move, then the donor's and the
+/// recipient's mask rows as they are at that moment.
+pub type MoveObserver<'o> = dyn FnMut(&CrossMove, &[u8], &[u8]) + 'o;
+
 /// What a round asks of one row.
 #[derive(Debug, Clone, Copy)]
 enum Action {
@@ -341,7 +345,7 @@ pub fn refine_budget(
     mask: &mut Mask,
     opts: &RefineOptions,
     progress: &(dyn Fn(usize) + Sync),
-    observer: &mut dyn FnMut(&CrossMove, &[u8], &[u8]),
+    observer: &mut MoveObserver<'_>,
 ) -> Result<RefineReport> {
     let start = Instant::now();
     opts.budget.validate()?;

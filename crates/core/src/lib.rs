@@ -36,7 +36,7 @@ pub mod select;
 mod simd;
 
 pub use backend::{Backend, CpuBackend};
-pub use budget::{refine_budget, validate_budget, Budget, CrossMove, KeptStats};
+pub use budget::{refine_budget, validate_budget, Budget, CrossMove, KeptStats, MoveObserver};
 pub use engine::{
     best_swaps_bounded, best_swaps_unstructured, column_correlation_bound, refine, RefineOptions,
     RowState, Search,

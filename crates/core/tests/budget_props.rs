@@ -169,11 +169,11 @@ fn certificate_at_the_stop() {
         for (i, st) in states.iter().enumerate() {
             let m = r.mask.row(i);
             let kept = m.iter().filter(|&&x| x == 1).count();
-            for j in 0..d {
-                if m[j] == 1 && kept > lo {
+            for (j, &mj) in m.iter().enumerate() {
+                if mj == 1 && kept > lo {
                     best_a[i] = best_a[i].min(st.a(j));
                 }
-                if m[j] == 0 && kept < hi {
+                if mj == 0 && kept < hi {
                     best_b[i] = best_b[i].min(st.b(j));
                 }
             }
