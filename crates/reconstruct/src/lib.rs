@@ -129,6 +129,13 @@ pub struct Reconstruction {
 fn quad_form(x: &[f64], gram: &[f32]) -> f64 {
     let d = x.len();
     let nz: Vec<usize> = (0..d).filter(|&j| x[j] != 0.0).collect();
+    if 2 * nz.len() > d {
+        // Mostly non-zero: contiguous rows of G vectorise better than gathers.
+        return nz
+            .iter()
+            .map(|&i| x[i] * dot(&gram[i * d..(i + 1) * d], x))
+            .sum();
+    }
     let mut total = 0.0f64;
     for &i in &nz {
         let gi = &gram[i * d..(i + 1) * d];
@@ -136,6 +143,20 @@ fn quad_form(x: &[f64], gram: &[f32]) -> f64 {
         total += x[i] * s;
     }
     total
+}
+
+/// `Σ_j g_j x_j` in f64 (four partial sums, so the loop vectorises).
+fn dot(g: &[f32], x: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (gc, xc) = (g.chunks_exact(4), x.chunks_exact(4));
+    let (gr, xr) = (gc.remainder(), xc.remainder());
+    for (a, b) in gc.zip(xc) {
+        for l in 0..4 {
+            acc[l] += a[l] as f64 * b[l];
+        }
+    }
+    let tail: f64 = gr.iter().zip(xr).map(|(&a, &b)| a as f64 * b).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Solves `(G[K,K] + λ I) x = rhs` by Cholesky; `None` when it is not positive definite.
@@ -185,14 +206,13 @@ fn fit_row(
         return unchanged(0.0, false);
     }
     let n = kept.len();
-    let gkk = Mat::from_fn(n, n, |i, j| gram[kept[i] * d + kept[j]] as f64);
+    // G is symmetric: G[K,K] read row by row (faer stores columns), contiguous in `gram`.
+    let gkk = Mat::from_fn(n, n, |i, j| gram[kept[j] * d + kept[i]] as f64);
     // (G w)_K: the dense row's correlation with each kept input.
+    let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();
     let rhs: Vec<f64> = kept
         .iter()
-        .map(|&i| {
-            let gi = &gram[i * d..(i + 1) * d];
-            gi.iter().zip(w).map(|(&g, &x)| g as f64 * x as f64).sum()
-        })
+        .map(|&i| dot(&gram[i * d..(i + 1) * d], &w64))
         .collect();
     let mean_diag = (0..n).map(|i| gkk[(i, i)]).sum::<f64>() / n as f64;
     if mean_diag <= 0.0 {
