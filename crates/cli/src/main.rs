@@ -19,7 +19,8 @@ enum Command {
     /// Prune a model end to end from a TOML pipeline (the main job).
     Run(cmd::run::Args),
     /// Refine the mask of one linear layer from its weights and Gram matrix.
-    RefineLayer(cmd::refine_layer::Args),
+    // Boxed: its many flags make it far larger than the other variants.
+    RefineLayer(Box<cmd::refine_layer::Args>),
     /// Warm-start plugins: `plugins list` shows those found and where they were searched.
     Plugins(cmd::plugins::Args),
     /// Convert a GGUF file or HF directory into an HF directory (config, safetensors, tokenizer).
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
-        Command::RefineLayer(args) => cmd::refine_layer::run(args),
+        Command::RefineLayer(args) => cmd::refine_layer::run(*args),
         Command::Plugins(args) => cmd::plugins::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Eval(args) => cmd::eval::run(args),

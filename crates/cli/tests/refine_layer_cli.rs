@@ -285,3 +285,124 @@ fn bad_inputs_fail_cleanly() {
     );
     assert!(!missing.exists());
 }
+
+/// `--budget layer --reconstruct --weights-out`: the mask keeps the layer total, the
+/// summary shows the kept-count distribution and both errors, the weights file holds
+/// the re-fitted weights (zeros where pruned), the report carries the new fields; bad
+/// budget flags fail with one line naming the flag.
+#[test]
+fn budget_and_reconstruction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, g) = layer(dir.path());
+    let out = dir.path().join("mask.safetensors");
+    let wout = dir.path().join("weights.safetensors");
+    let rep = dir.path().join("r.json");
+    let (ws, gs) = (
+        format!("{}:weight", w.display()),
+        format!("{}:gram", g.display()),
+    );
+    let o = bin()
+        .args([
+            "refine-layer",
+            "--weight",
+            &ws,
+            "--gram",
+            &gs,
+            "--sparsity",
+            "0.5",
+        ])
+        .args(["--budget", "layer", "--reconstruct", "--max-swaps", "none"])
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--weights-out",
+            wout.to_str().unwrap(),
+        ])
+        .args(["--report", rep.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("kept per row") && stdout.contains("reconstructed error"),
+        "{stdout}"
+    );
+    let mask = sparseswaps_tensor_io::read_tensor_u8(
+        &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:mask", out.display())),
+        2,
+    )
+    .unwrap();
+    assert_eq!(mask.data.iter().filter(|&&m| m == 1).count(), 6 * 4);
+    let nw = sparseswaps_tensor_io::read_tensor_f32(
+        &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:weight", wout.display())),
+        2,
+    )
+    .unwrap();
+    assert_eq!(nw.shape, vec![6, 8]);
+    assert!(nw
+        .data
+        .iter()
+        .zip(&mask.data)
+        .all(|(&x, &m)| m == 1 || x == 0.0));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    let r = &json["report"];
+    assert_eq!(r["budget"]["mode"], "layer");
+    let (fe, re) = (
+        r["final_error"].as_f64().unwrap(),
+        r["reconstructed_error"].as_f64().unwrap(),
+    );
+    assert!(re <= fe, "{re} > {fe}");
+    assert_eq!(
+        json["reconstruction"]["reconstructed_error"]
+            .as_f64()
+            .unwrap(),
+        re
+    );
+    assert!(r["kept"]["min"].as_u64().unwrap() >= 1);
+
+    let bad = dir.path().join("bad.safetensors");
+    let base = [
+        "refine-layer",
+        "--weight",
+        &ws,
+        "--gram",
+        &gs,
+        "--out",
+        bad.to_str().unwrap(),
+    ];
+    fails(
+        &[&base[..], &["--pattern", "2:4", "--budget", "layer"][..]].concat(),
+        &bad,
+        "--budget layer needs --sparsity",
+    );
+    fails(
+        &[
+            &base[..],
+            &["--sparsity", "0.5", "--max-row-imbalance", "0.1"][..],
+        ]
+        .concat(),
+        &bad,
+        "--max-row-imbalance applies to --budget band only",
+    );
+    fails(
+        &[&base[..], &["--sparsity", "0.5", "--budget", "rows"][..]].concat(),
+        &bad,
+        "budget 'rows'",
+    );
+    fails(
+        &[
+            &base[..],
+            &[
+                "--sparsity",
+                "0.5",
+                "--budget",
+                "band",
+                "--max-row-imbalance=-1",
+            ][..],
+        ]
+        .concat(),
+        &bad,
+        "max_row_imbalance -1",
+    );
+}

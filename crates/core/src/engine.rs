@@ -30,6 +30,7 @@
 //! Every row's result depends only on that row's inputs, and sums over rows are taken in
 //! row order, so results are identical for any number of threads.
 
+use crate::budget::Budget;
 use crate::error::Result;
 use crate::mask::Mask;
 use crate::objective::LayerProblem;
@@ -52,6 +53,11 @@ pub struct RefineOptions {
     /// How the best pair is found (unstructured patterns; N:M rows compare the few
     /// pairs inside each group directly).
     pub search: Search,
+    /// How the kept budget is spread over the rows (default [`Budget::Row`]: `k` per
+    /// row, the paper's setting). Other budgets apply to unstructured patterns only and
+    /// add exact cross-row moves; see [`crate::budget`].
+    #[serde(default)]
+    pub budget: Budget,
 }
 
 /// How each step finds the best admissible pair. Both give the same pair.
@@ -85,6 +91,7 @@ impl Default for RefineOptions {
             recompute_every: 128,
             rel_tol: 1e-9,
             search: Search::Bounded,
+            budget: Budget::Row,
         }
     }
 }
@@ -94,8 +101,8 @@ impl Default for RefineOptions {
 /// Exposed so that tests and other backends can check the update formulas.
 #[derive(Debug, Clone)]
 pub struct RowState<'a> {
-    w: &'a [f32],
-    gram: &'a [f32],
+    pub(crate) w: &'a [f32],
+    pub(crate) gram: &'a [f32],
     c: Vec<f64>,
     error: f64,
     energy: f64,
@@ -206,6 +213,40 @@ impl<'a> RowState<'a> {
         mask_row[q] = 1;
         delta
     }
+
+    /// Prunes kept `u` alone (one half of a cross-row move): `c += w_u G[:,u]` and
+    /// `E += a_u`. Returns the `Δ = a_u` that was added to `E`.
+    pub fn prune(&mut self, mask_row: &mut [u8], u: usize) -> f64 {
+        debug_assert!(mask_row[u] == 1);
+        let d = self.w.len();
+        let delta = self.a(u);
+        simd::axpy(
+            self.avx2,
+            &mut self.c,
+            self.w[u] as f64,
+            &self.gram[u * d..(u + 1) * d],
+        );
+        self.error += delta;
+        mask_row[u] = 0;
+        delta
+    }
+
+    /// Restores pruned `q` alone (the other half of a cross-row move):
+    /// `c -= w_q G[:,q]` and `E += b_q`. Returns the `Δ = b_q` that was added to `E`.
+    pub fn restore(&mut self, mask_row: &mut [u8], q: usize) -> f64 {
+        debug_assert!(mask_row[q] == 0);
+        let d = self.w.len();
+        let delta = self.b(q);
+        simd::axpy(
+            self.avx2,
+            &mut self.c,
+            -(self.w[q] as f64),
+            &self.gram[q * d..(q + 1) * d],
+        );
+        self.error += delta;
+        mask_row[q] = 1;
+        delta
+    }
 }
 
 /// Rows refined together over one walk of the Gram tiles.
@@ -259,13 +300,19 @@ impl RowSearch {
 }
 
 /// One row being refined.
-struct RowJob<'a> {
-    state: RowState<'a>,
+pub(crate) struct RowJob<'a> {
+    pub(crate) state: RowState<'a>,
     search: RowSearch,
-    mask: &'a mut [u8],
-    report: RowReport,
-    since_recompute: u32,
-    done: bool,
+    pub(crate) mask: &'a mut [u8],
+    pub(crate) report: RowReport,
+    pub(crate) since_recompute: u32,
+    pub(crate) done: bool,
+    /// Cross-row moves this row took part in; they count toward `max_swaps` with its
+    /// swaps (always 0 under the row budget).
+    pub(crate) moves: u32,
+    /// Recompute `c` and `E` exactly when the row stops (always, except between the
+    /// rounds of the budget engine, which recomputes once at the very end).
+    pub(crate) exact_stop: bool,
 }
 
 /// Refines `mask` in place for `problem` under `pattern`; the mask must already follow
@@ -277,6 +324,16 @@ pub fn refine(
     opts: &RefineOptions,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<RefineReport> {
+    if opts.budget != Budget::Row {
+        return crate::budget::refine_budget(
+            problem,
+            pattern,
+            mask,
+            opts,
+            progress,
+            &mut |_, _, _| {},
+        );
+    }
     let start = Instant::now();
     problem.check_mask(mask)?;
     mask.validate(pattern)?;
@@ -339,7 +396,7 @@ pub fn refine(
 }
 
 impl<'a> RowJob<'a> {
-    fn new(state: RowState<'a>, mask: &'a mut [u8]) -> Self {
+    pub(crate) fn new(state: RowState<'a>, mask: &'a mut [u8]) -> Self {
         let report = RowReport {
             warm_error: state.error(),
             final_error: state.error(),
@@ -356,7 +413,14 @@ impl<'a> RowJob<'a> {
             report,
             since_recompute: 0,
             done: false,
+            moves: 0,
+            exact_stop: true,
         }
+    }
+
+    /// Swaps and cross-row moves so far, against `max_swaps`.
+    pub(crate) fn changes(&self) -> u32 {
+        self.report.swaps + self.moves
     }
 
     fn tol(&self, opts: &RefineOptions) -> f64 {
@@ -383,20 +447,23 @@ impl<'a> RowJob<'a> {
             self.state.recompute(self.mask);
             self.since_recompute = 0;
         }
-        if opts.max_swaps.is_some_and(|cap| self.report.swaps >= cap) {
+        if opts.max_swaps.is_some_and(|cap| self.changes() >= cap) {
             self.finish(StopReason::MaxSwaps);
         }
     }
 
     /// Checks the cap before any search (a cap of 0 means: report only).
-    fn check_cap(&mut self, opts: &RefineOptions) {
-        if opts.max_swaps == Some(0) {
+    pub(crate) fn check_cap(&mut self, opts: &RefineOptions) {
+        if opts.max_swaps.is_some_and(|cap| self.changes() >= cap) {
             self.finish(StopReason::MaxSwaps);
         }
     }
 
-    fn finish(&mut self, stop: StopReason) {
-        self.state.recompute(self.mask);
+    pub(crate) fn finish(&mut self, stop: StopReason) {
+        if self.exact_stop {
+            self.state.recompute(self.mask);
+            self.since_recompute = 0;
+        }
         self.report.final_error = self.state.error();
         self.report.stop = stop;
         self.done = true;
@@ -726,8 +793,14 @@ fn refine_row_bounded(
     gram: &[f32],
     opts: &RefineOptions,
 ) -> RowReport {
-    let d = job.mask.len();
     job.check_cap(opts);
+    run_row_bounded(&mut job, rho, gram, opts);
+    job.report
+}
+
+/// The bounded search loop of one row, from its current state until it stops.
+fn run_row_bounded(job: &mut RowJob<'_>, rho: &[f64], gram: &[f32], opts: &RefineOptions) {
+    let d = job.mask.len();
     let sig2: Vec<f64> = (0..d)
         .map(|j| {
             let w = job.state.w[j] as f64;
@@ -753,7 +826,44 @@ fn refine_row_bounded(
         };
         job.decide(best, pairs, opts);
     }
-    job.report
+}
+
+/// Runs the 1-swap loop of one unstructured row from its current state until it stops
+/// (1-swap optimal, nothing to swap, or the cap on swaps plus cross-row moves). The row
+/// may keep any number of weights. `rho` selects the bounded search (`None`:
+/// exhaustive); both take the same swaps, as in [`refine`].
+pub(crate) fn run_row_unstructured(
+    job: &mut RowJob<'_>,
+    rho: Option<&[f64]>,
+    gram: &[f32],
+    opts: &RefineOptions,
+) {
+    let d = job.mask.len();
+    job.done = false;
+    job.check_cap(opts);
+    if job.done {
+        return;
+    }
+    match rho {
+        Some(rho) => run_row_bounded(job, rho, gram, opts),
+        None => {
+            let k = job.mask.iter().filter(|&&v| v == 1).count();
+            if k == 0 || k == d {
+                job.report.steps += 1;
+                job.finish(StopReason::NothingToSwap);
+                return;
+            }
+            let avx2 = simd::has_avx2();
+            let mut rs = RowSearch::new(d);
+            while !job.done {
+                rs.prepare(&job.state, job.mask);
+                search_tiles(gram, d, &mut [&mut rs], avx2);
+                let best = pick_best(&rs, &job.state, job.mask, gram, d);
+                let k = rs.kept.len() as u64;
+                job.decide(best, k * (d as u64 - k), opts);
+            }
+        }
+    }
 }
 
 /// One exhaustive search step for every row of an unstructured layer, applying nothing:

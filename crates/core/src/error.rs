@@ -33,6 +33,10 @@ pub enum CoreError {
         /// The value itself.
         value: f64,
     },
+    /// Refinement options that cannot apply (a budget other than `row` with an N:M
+    /// pattern, a negative imbalance, an unknown budget name).
+    #[error("invalid refinement options: {0}")]
+    InvalidOptions(String),
     /// A mask that breaks its pattern (wrong count in a row, broken N:M group, value not 0/1).
     #[error("invalid mask: {0}")]
     InvalidMask(String),

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod budget;
 pub mod engine;
 pub mod error;
 pub mod mask;
@@ -35,6 +36,7 @@ pub mod select;
 mod simd;
 
 pub use backend::{Backend, CpuBackend};
+pub use budget::{refine_budget, validate_budget, Budget, CrossMove, KeptStats, MoveObserver};
 pub use engine::{
     best_swaps_bounded, best_swaps_unstructured, column_correlation_bound, refine, RefineOptions,
     RowState, Search,

@@ -1,5 +1,6 @@
 //! What a refinement run reports: per row and per layer.
 
+use crate::budget::{Budget, KeptStats};
 use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,29 @@ pub struct RefineReport {
     pub seconds: f64,
     /// Per-row outcomes, in row order.
     pub rows: Vec<RowReport>,
+    /// The budget the mask follows (`row` unless a wider budget was asked for).
+    #[serde(default)]
+    pub budget: Budget,
+    /// Cross-row moves applied (0 under the row budget).
+    #[serde(default)]
+    pub cross_moves: u64,
+    /// Rounds of cross-row moves that applied at least one move.
+    #[serde(default)]
+    pub cross_rounds: u32,
+    /// Layer error after the per-row phase, before any cross-row move (what the row
+    /// budget reaches from the same warm start); `None` under the row budget.
+    #[serde(default)]
+    pub row_phase_error: Option<f64>,
+    /// Distribution of the kept counts over the rows.
+    #[serde(default)]
+    pub kept: KeptStats,
+    /// Layer error after the kept weights were re-fitted (reconstruction), when they
+    /// were; `final_error` stays the error of the mask with the original weights.
+    #[serde(default)]
+    pub reconstructed_error: Option<f64>,
+    /// `reconstructed_error / energy`.
+    #[serde(default)]
+    pub reconstructed_relative: Option<f64>,
 }
 
 impl RefineReport {
@@ -121,7 +145,24 @@ impl RefineReport {
             pairs_evaluated: rows.iter().map(|r| r.pairs).sum(),
             seconds,
             rows,
+            budget: Budget::Row,
+            cross_moves: 0,
+            cross_rounds: 0,
+            row_phase_error: None,
+            kept: KeptStats::uniform(d_out, kept_per_row),
+            reconstructed_error: None,
+            reconstructed_relative: None,
         }
+    }
+
+    /// Records the layer error after reconstruction of the kept weights.
+    pub fn set_reconstructed(&mut self, error: f64) {
+        self.reconstructed_error = Some(error);
+        self.reconstructed_relative = Some(if self.energy > 0.0 {
+            error / self.energy
+        } else {
+            0.0
+        });
     }
 
     /// A one-screen summary for terminals.
@@ -129,7 +170,31 @@ impl RefineReport {
         let cap = self
             .max_swaps
             .map_or_else(|| "none".to_string(), |c| c.to_string());
-        format!(
+        let mut extra = String::new();
+        let rel = |e: f64| {
+            if self.energy > 0.0 {
+                e / self.energy
+            } else {
+                0.0
+            }
+        };
+        if let Some(e) = self.row_phase_error {
+            extra.push_str(&format!(
+                "\nbudget             {} ({} cross-row moves in {} rounds)\n\
+                 row-budget error   {e:.6e}  (relative {:.6}; before cross-row moves)",
+                self.budget,
+                self.cross_moves,
+                self.cross_rounds,
+                rel(e)
+            ));
+        }
+        extra.push_str(&format!("\nkept per row       {}", self.kept.summary()));
+        if let (Some(e), Some(r)) = (self.reconstructed_error, self.reconstructed_relative) {
+            extra.push_str(&format!(
+                "\nreconstructed error {e:.6e}  (relative {r:.6}; kept weights re-fitted)"
+            ));
+        }
+        let base = format!(
             "layer [{d_out} x {d_in}], pattern {pat} ({k} kept per row), backend {be}\n\
              warm-start error   {we:.6e}  (relative {wr:.6})\n\
              refined error      {fe:.6e}  (relative {fr:.6})\n\
@@ -153,6 +218,7 @@ impl RefineReport {
             capped = self.rows_capped,
             pairs = self.pairs_evaluated,
             secs = self.seconds,
-        )
+        );
+        base + &extra
     }
 }

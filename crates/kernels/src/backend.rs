@@ -256,6 +256,14 @@ impl CudaBackend {
         opts: &RefineOptions,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<RefineReport> {
+        // Wider budgets (band, layer) interleave sequential cross-row decisions with
+        // per-row phases; the kernels refine rows independently, so those budgets run
+        // on the CPU engine (the report then names the CPU backend).
+        if opts.budget != sparseswaps_core::Budget::Row {
+            return Ok(sparseswaps_core::refine(
+                problem, pattern, mask, opts, progress,
+            )?);
+        }
         let start = Instant::now();
         problem.check_mask(mask)?;
         mask.validate(pattern)?;

@@ -189,6 +189,22 @@ pub struct RefineSection {
     /// `exhaustive` (every admissible pair, as in the paper). Same masks.
     #[serde(default = "default_search")]
     pub search: String,
+    /// `row` (default: k kept per row), `band` (layer total fixed, each row within
+    /// k·(1±max_row_imbalance)) or `layer` (only the layer total fixed). Unstructured
+    /// patterns only.
+    #[serde(default = "default_budget")]
+    pub budget: String,
+    /// δ of the `band` budget (default 0.25); an error with any other budget.
+    #[serde(default)]
+    pub max_row_imbalance: Option<f64>,
+    /// Re-fit the kept weights of every layer by exact least squares once its mask is
+    /// final (default false); the masks file is unchanged.
+    #[serde(default)]
+    pub reconstruct: bool,
+}
+
+fn default_budget() -> String {
+    "row".into()
 }
 
 fn default_search() -> String {
@@ -202,6 +218,9 @@ impl Default for RefineSection {
             backend: default_backend(),
             sequential: default_sequential(),
             search: default_search(),
+            budget: default_budget(),
+            max_row_imbalance: None,
+            reconstruct: false,
         }
     }
 }
@@ -315,6 +334,7 @@ impl PipelineConfig {
             )));
         }
         self.sequential(path)?;
+        self.budget(path)?;
         self.refine
             .search
             .parse::<sparseswaps_core::Search>()
@@ -354,6 +374,31 @@ impl PipelineConfig {
             }
             _ => Err(bad("[pattern] needs exactly one of sparsity and n_m".into())),
         }
+    }
+
+    /// The budget of the refinement (`refine.budget`, `refine.max_row_imbalance`).
+    pub fn budget(&self, path: &Path) -> Result<sparseswaps_core::Budget> {
+        let bad = |reason: String| PipelineError::Config {
+            path: path.into(),
+            reason,
+        };
+        let r = &self.refine;
+        if r.max_row_imbalance.is_some() && r.budget != "band" {
+            return Err(bad(format!(
+                "refine.max_row_imbalance applies to refine.budget = \"band\" only (budget is '{}')",
+                r.budget
+            )));
+        }
+        let budget =
+            sparseswaps_core::Budget::parse(&r.budget, r.max_row_imbalance.unwrap_or(0.25))
+                .map_err(|e| bad(format!("refine.budget: {e}")))?;
+        if budget != sparseswaps_core::Budget::Row && self.pattern.n_m.is_some() {
+            return Err(bad(format!(
+                "refine.budget = '{}' needs pattern.sparsity: pattern.n_m keeps N in every group of M",
+                budget.name()
+            )));
+        }
+        Ok(budget)
     }
 
     /// The sequential mode.
@@ -462,6 +507,61 @@ dir = "out"
             .unwrap_err()
             .to_string();
         assert!(e.contains("outside [0, 1)"), "{e}");
+    }
+
+    #[test]
+    fn budget_keys() {
+        let p = Path::new("p.toml");
+        let c = PipelineConfig::from_toml(p, MIN).unwrap();
+        assert_eq!(c.budget(p).unwrap(), sparseswaps_core::Budget::Row);
+        assert!(!c.refine.reconstruct);
+        let c = PipelineConfig::from_toml(
+            p,
+            &format!(
+                "{MIN}\n[refine]\nbudget = \"band\"\nmax_row_imbalance = 0.1\nreconstruct = true\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            c.budget(p).unwrap(),
+            sparseswaps_core::Budget::Band {
+                max_row_imbalance: 0.1
+            }
+        );
+        assert!(c.refine.reconstruct);
+        let c =
+            PipelineConfig::from_toml(p, &format!("{MIN}\n[refine]\nbudget = \"band\"\n")).unwrap();
+        assert_eq!(
+            c.budget(p).unwrap(),
+            sparseswaps_core::Budget::Band {
+                max_row_imbalance: 0.25
+            }
+        );
+        let err = |extra: &str, base: &str| {
+            PipelineConfig::from_toml(p, &format!("{base}\n[refine]\n{extra}\n"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(
+            "budget = \"layer\"",
+            &MIN.replace("sparsity = 0.5", "n_m = \"2:4\""),
+        );
+        assert!(
+            e.contains("p.toml") && e.contains("refine.budget") && e.contains("pattern.n_m"),
+            "{e}"
+        );
+        let e = err("budget = \"rows\"", MIN);
+        assert!(
+            e.contains("p.toml") && e.contains("refine.budget") && e.contains("'rows'"),
+            "{e}"
+        );
+        let e = err("max_row_imbalance = 0.2", MIN);
+        assert!(e.contains("refine.max_row_imbalance"), "{e}");
+        let e = err("budget = \"band\"\nmax_row_imbalance = -0.5", MIN);
+        assert!(
+            e.contains("refine.budget") && e.contains("max_row_imbalance -0.5"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod plot;
+pub mod refit;
 pub mod report;
 pub mod run;
 pub mod warm;

@@ -42,6 +42,9 @@ pub struct LayerReport {
     pub sparsity: f64,
     /// Seconds of warm start and refinement.
     pub seconds: f64,
+    /// Budget mode, cross-row moves, kept-count distribution, reconstruction.
+    #[serde(flatten)]
+    pub budget: crate::refit::BudgetFigures,
 }
 
 /// Perplexity figures.

@@ -469,6 +469,7 @@ pub fn run(
                 path: config_path.into(),
                 reason,
             })?,
+        budget: cfg.budget(config_path)?,
         ..RefineOptions::default()
     };
     // Blocks after the last one with a target change no mask: the loop stops there.
@@ -699,6 +700,7 @@ fn prune_and_write(
                         warm,
                         backend,
                         ropts,
+                        cfg.refine.reconstruct,
                         events,
                     )?;
                     if cfg.output.save_grams {
@@ -929,6 +931,7 @@ fn prune_layer(
     warm: &dyn WarmStart,
     backend: &dyn Backend,
     ropts: &RefineOptions,
+    reconstruct: bool,
     events: Events<'_>,
 ) -> Result<(LayerReport, OwnedTensor)> {
     let t = Instant::now();
@@ -963,11 +966,8 @@ fn prune_layer(
             events(Event::Rows(n))
         })
         .map_err(core)?;
-    let pruned: Vec<f32> = w
-        .iter()
-        .zip(mask.as_slice())
-        .map(|(&x, &m)| if m == 1 { x } else { 0.0 })
-        .collect();
+    // Masked (and, with reconstruction, re-fitted) weights: what the next block sees.
+    let (pruned, figures) = crate::refit::finish_layer(&name, &problem, &mask, &rep, reconstruct)?;
     model.set_weight_f32(&wname, pruned)?;
     let zeros = mask.as_slice().iter().filter(|&&m| m == 0).count();
     let report = LayerReport {
@@ -989,6 +989,7 @@ fn prune_layer(
         pairs_evaluated: rep.pairs_evaluated,
         sparsity: zeros as f64 / (d_out * d_in) as f64,
         seconds: t.elapsed().as_secs_f64(),
+        budget: figures,
     };
     Ok((report, OwnedTensor::u8(vec![d_out, d_in], mask.into_vec())))
 }

@@ -248,3 +248,104 @@ model = false
     }
     assert!(!out.join("model").exists());
 }
+
+/// The layer budget with reconstruction on one block: masks keep exactly half of every
+/// layer (the report's kept-count distribution is the mask's), the written model carries the re-fitted kept weights (zeros
+/// where pruned), the report carries the new figures, and no layer's reconstructed
+/// error exceeds its mask error.
+#[test]
+fn layer_budget_with_reconstruction_on_one_block() {
+    let Some(assets) = assets() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let p = dir.path().join("budget.toml");
+    let text = format!(
+        r#"
+[model]
+path = "{a}/smollm2-135m-instruct-q4_1.gguf"
+[calibration]
+text = "{a}/brown.txt"
+samples = 4
+seq_len = 128
+[targets]
+include = ["model.layers.0.*"]
+[pattern]
+sparsity = 0.5
+[refine]
+max_swaps = 20
+budget = "layer"
+reconstruct = true
+[output]
+dir = "{o}"
+plot = false
+"#,
+        a = assets.display(),
+        o = out.display()
+    );
+    std::fs::write(&p, &text).unwrap();
+    let cfg = PipelineConfig::from_toml(&p, &text).unwrap();
+    let report = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    assert_eq!(report.layers.len(), 7);
+    let mut moves = 0;
+    for l in &report.layers {
+        let b = &l.budget;
+        assert_eq!(b.budget, sparseswaps_core::Budget::Layer, "{}", l.name);
+        assert!(l.refined_error <= b.row_budget_error.unwrap() * (1.0 + 1e-12));
+        let rec = b.reconstructed_error.expect("reconstructed error");
+        assert!(
+            rec <= l.refined_error,
+            "{}: {rec} > {}",
+            l.name,
+            l.refined_error
+        );
+        assert!(b.kept.min >= 1 && (b.kept.mean - l.shape[1] as f64 / 2.0).abs() < 1e-9);
+        moves += b.cross_moves;
+    }
+    assert!(moves > 0, "no cross-row move on any layer");
+    let masks = std::fs::read(out.join("masks.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&masks).unwrap();
+    let dense = sparseswaps_model::load(&assets.join("smollm2-135m-instruct-q4_1.gguf")).unwrap();
+    let pruned = sparseswaps_model::load(&out.join("model")).unwrap();
+    let f32s = |m: &sparseswaps_model::Model, n: &str| {
+        m.weight(n)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    for (name, view) in st.tensors() {
+        let cols = view.shape()[1];
+        let kept = view.data().iter().filter(|&&v| v == 1).count();
+        assert_eq!(kept * 2, view.data().len(), "{name}: layer total");
+        let w = f32s(&pruned, &format!("{name}.weight"));
+        let d = f32s(&dense, &format!("{name}.weight"));
+        assert!(
+            w.iter().zip(view.data()).all(|(&x, &k)| k == 1 || x == 0.0),
+            "{name}"
+        );
+        // Re-fitted: kept weights are not the dense ones.
+        let changed = w
+            .iter()
+            .zip(&d)
+            .zip(view.data())
+            .filter(|((a, b), &k)| k == 1 && a != b)
+            .count();
+        assert!(
+            changed > kept / 2,
+            "{name}: only {changed} of {kept} kept weights re-fitted"
+        );
+        let rows: Vec<usize> = view
+            .data()
+            .chunks(cols)
+            .map(|r| r.iter().filter(|&&v| v == 1).count())
+            .collect();
+        // The report's distribution is the mask's.
+        let l = report.layers.iter().find(|l| l.name == name).unwrap();
+        let (lo, hi) = (rows.iter().min().unwrap(), rows.iter().max().unwrap());
+        assert_eq!((l.budget.kept.min, l.budget.kept.max), (*lo, *hi), "{name}");
+        assert!(*lo >= 1, "{name}");
+    }
+    let json = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(json.contains("\"reconstructed_error\"") && json.contains("\"kept\""));
+}

@@ -1,9 +1,10 @@
 //! `sparseswaps refine-layer`: one layer's mask from weights and a Gram matrix.
 
 use anyhow::{bail, Context, Result};
-use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions};
+use sparseswaps_core::{refine, Budget, LayerProblem, Mask, Pattern, RefineOptions};
 use sparseswaps_gram::{GramAccumulator, GramError};
 use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, PluginError, SearchPath};
+use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
 use sparseswaps_tensor_io::{
     check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
     OwnedTensor, TensorSpec,
@@ -56,6 +57,30 @@ pub struct Args {
     /// lower bound) or `exhaustive` (every pair, as in the paper). Same result.
     #[arg(long, default_value = "bounded")]
     search: String,
+    /// How the kept weights may spread over rows (unstructured only): `row` (k per
+    /// row, the paper), `band` (the layer total fixed, each row within k·(1±δ)) or
+    /// `layer` (only the layer total fixed, at least one weight per row).
+    #[arg(long, default_value = "row", value_name = "row|band|layer")]
+    budget: String,
+    /// δ of `--budget band` (default 0.25): each row keeps between k·(1−δ) and k·(1+δ).
+    #[arg(long, value_name = "DELTA")]
+    max_row_imbalance: Option<f64>,
+    /// After the mask is final, re-fit the kept weights of every row by the exact
+    /// least-squares solve on its kept set (the mask file is unchanged).
+    #[arg(long)]
+    reconstruct: bool,
+    /// ε of the reconstruction's damping λ = ε · mean(diag G[K,K]).
+    #[arg(
+        long,
+        default_value = "1e-6",
+        value_name = "EPS",
+        requires = "reconstruct"
+    )]
+    damping: f64,
+    /// Also write the layer's new weights (safetensors, tensor `weight`, f32
+    /// `[d_out, d_in]`): pruned, and re-fitted with --reconstruct.
+    #[arg(long, value_name = "WEIGHTS.safetensors")]
+    weights_out: Option<PathBuf>,
     /// Output mask file (safetensors, tensor `mask`, u8 `[d_out, d_in]`, 1 = kept).
     #[arg(long, value_name = "MASK.safetensors")]
     out: PathBuf,
@@ -87,6 +112,23 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give exactly one of --sparsity and --pattern"),
     };
     let max_swaps = parse_max_swaps(&args.max_swaps)?;
+    if args.max_row_imbalance.is_some() && args.budget != "band" {
+        bail!(
+            "--max-row-imbalance applies to --budget band only (budget is '{}')",
+            args.budget
+        );
+    }
+    let budget =
+        Budget::parse(&args.budget, args.max_row_imbalance.unwrap_or(0.25)).context("--budget")?;
+    if budget != Budget::Row && pattern.group().is_some() {
+        bail!(
+            "--budget {} needs --sparsity: N:M patterns ({pattern}) keep N in every group of M",
+            budget.name()
+        );
+    }
+    if let Some(p) = &args.weights_out {
+        check_output_dir(p)?;
+    }
 
     let wspec = TensorSpec::parse(&args.weight);
     let w = read_tensor_f32(&wspec, 2)?;
@@ -131,9 +173,44 @@ pub fn run(args: Args) -> Result<()> {
     let opts = RefineOptions {
         max_swaps,
         search,
+        budget,
         ..RefineOptions::default()
     };
-    let report = refine(&problem, &pattern, &mut mask, &opts, &|_| {})?;
+    let mut report = refine(&problem, &pattern, &mut mask, &opts, &|_| {})?;
+    let rec_opts = ReconstructOptions {
+        damping: args.damping,
+        ..ReconstructOptions::default()
+    };
+    let recon = if args.reconstruct {
+        let r = reconstruct(&problem, &mask, &rec_opts).context("--reconstruct")?;
+        report.set_reconstructed(r.reconstructed_error);
+        Some(r)
+    } else {
+        None
+    };
+    if let Some(path) = &args.weights_out {
+        let weights: Vec<f32> = match &recon {
+            Some(r) => r.weights.clone(),
+            None => w
+                .data
+                .iter()
+                .zip(mask.as_slice())
+                .map(|(&x, &m)| if m == 1 { x } else { 0.0 })
+                .collect(),
+        };
+        let meta = HashMap::from([
+            ("weights".to_string(), wspec.to_string()),
+            ("reconstructed".to_string(), args.reconstruct.to_string()),
+        ]);
+        write_safetensors_atomic(
+            path,
+            &[(
+                "weight".to_string(),
+                OwnedTensor::f32(vec![d_out, d_in], &weights),
+            )],
+            Some(meta),
+        )?;
+    }
 
     let meta = HashMap::from([
         ("pattern".to_string(), pattern.to_string()),
@@ -165,6 +242,17 @@ pub fn run(args: Args) -> Result<()> {
             })),
             "options": opts,
             "report": report,
+            "reconstruction": recon.as_ref().map(|r| serde_json::json!({
+                "damping": rec_opts.damping,
+                "mask_error": r.mask_error,
+                "reconstructed_error": r.reconstructed_error,
+                "mask_relative": r.mask_relative(),
+                "reconstructed_relative": r.reconstructed_relative(),
+                "rows_refit": r.rows_refit,
+                "rows_unchanged": r.rows_unchanged,
+                "rows_redamped": r.rows_redamped,
+                "seconds": r.seconds,
+            })),
         });
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
@@ -182,6 +270,12 @@ pub fn run(args: Args) -> Result<()> {
         None => println!("warm start         {}", args.warm_start),
     }
     println!("{}", report.summary());
+    if let Some(r) = &recon {
+        println!(
+            "reconstruction     {} of {} rows re-fitted ({} kept their weights, {} needed more damping), {:.3} s",
+            r.rows_refit, d_out, r.rows_unchanged, r.rows_redamped, r.seconds
+        );
+    }
     Ok(())
 }
 
