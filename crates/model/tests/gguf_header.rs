@@ -60,8 +60,7 @@ impl Gguf {
 /// The header error for `bytes`, checked to be one line naming `x.gguf`.
 fn header_err(bytes: &[u8]) -> String {
     let e = read_gguf_header(Path::new("x.gguf"), &mut Cursor::new(bytes))
-        .err()
-        .expect("header accepted")
+        .expect_err("header accepted")
         .to_string();
     assert!(e.starts_with("x.gguf: invalid GGUF file: "), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
@@ -74,7 +73,10 @@ fn load_err(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.gguf");
     std::fs::write(&p, bytes).unwrap();
-    let e = load(&p).err().expect("model loaded").to_string();
+    let Err(e) = load(&p).map(|_| ()) else {
+        panic!("model loaded")
+    };
+    let e = e.to_string();
     assert!(e.starts_with(&format!("{}: ", p.display())), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
