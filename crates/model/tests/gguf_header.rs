@@ -245,3 +245,29 @@ fn duplicate_tensor_and_key_names() {
         .zeros(64);
     assert!(header_err(&g.0).ends_with("tensor 'w' appears twice"));
 }
+
+/// Regression, found by the `gguf_header` fuzz target (crash-3125104f…): a metadata key
+/// ending in a newline (`llama.block_coun\n`) was quoted as is, so the message ran
+/// over several lines. Control characters in names and values are now escaped.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    const CRASH: &str = "474755460300000001000000000000000300000000000000140000000000000067656e6572616c2e6172636869746563747572650800000005000000000000006c6c616d61110000000000000067656e6572616c2e616c69676e6d656e74040000002000000011000000000000006c6c616d612e626c6f636b5f636f756e0a0a0a0a0a0a0a7404000000000000001100000000000000746f6b656e5f656d62642e776569676874020000000200000000400000a0400000c0400000e040";
+    let bytes: Vec<u8> = (0..CRASH.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&CRASH[i..i + 2], 16).unwrap())
+        .collect();
+    let e = header_err(&bytes);
+    assert!(
+        e.ends_with(r"metadata 'llama.block_coun\n' has unknown value type 168430090"),
+        "{e}"
+    );
+    // A tensor name with a carriage return and an escape character, through `load`.
+    let g = Gguf::new(3, 1, 0)
+        .tensor("w\r\u{1b}[2J", &[4], 99, 0)
+        .zeros(64);
+    let e = load_err(&g.0);
+    assert!(
+        e.contains(r"tensor 'w\r\u{1b}[2J': unsupported GGML type 99"),
+        "{e}"
+    );
+}

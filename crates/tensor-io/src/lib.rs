@@ -14,11 +14,30 @@
 #![warn(missing_docs)]
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// `s` with its control characters (newline, carriage return, tab, escape...) written as
+/// Rust escapes (`\n`), so that a name or value read from a file cannot spread an error
+/// message over several lines or move the terminal's cursor.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Errors of tensor reading and writing.
 #[derive(Debug, Error)]
@@ -32,7 +51,7 @@ pub enum TensorIoError {
         error: std::io::Error,
     },
     /// The file is not a valid safetensors file.
-    #[error("{path}: not a valid safetensors file ({reason})")]
+    #[error("{path}: not a valid safetensors file ({})", one_line(.reason))]
     NotSafetensors {
         /// The file.
         path: PathBuf,
@@ -40,7 +59,7 @@ pub enum TensorIoError {
         reason: String,
     },
     /// The named tensor is absent, or no name was given and the choice is ambiguous.
-    #[error("{path}: {reason}; tensors present: {present}")]
+    #[error("{path}: {}; tensors present: {}", one_line(.reason), one_line(.present))]
     MissingTensor {
         /// The file.
         path: PathBuf,
@@ -50,7 +69,7 @@ pub enum TensorIoError {
         present: String,
     },
     /// The tensor has a dtype or rank that is not accepted here.
-    #[error("{path}: tensor '{name}' {reason}")]
+    #[error("{path}: tensor '{}' {}", one_line(.name), one_line(.reason))]
     BadTensor {
         /// The file.
         path: PathBuf,

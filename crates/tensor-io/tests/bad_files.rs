@@ -163,3 +163,15 @@ fn in_memory_reading_matches_the_file_reader() {
         "mem: not a valid safetensors file (file is 5 bytes, shorter than the 8-byte header length)"
     );
 }
+
+/// A tensor name with a newline is quoted escaped, so the message stays one line (the
+/// GGUF fuzz target found the same fault in the GGUF loader).
+#[test]
+fn control_characters_in_tensor_names_are_escaped() {
+    let h = r#"{"a\nb":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    let e = read_err(&raw(h, &[0; 16]), None);
+    assert!(
+        e.ends_with(r"tensor 'a\nb' has dtype I32; expected f64, f32, f16, bf16 or u8"),
+        "{e}"
+    );
+}
