@@ -59,6 +59,65 @@ fn convert_refuses_an_existing_output() {
     assert_eq!(e.lines().count(), 1, "{e}");
 }
 
+/// A GGUF file whose one tensor's data was cut off: `convert` and `eval` exit non-zero
+/// with one line naming the file and the tensor, and `convert` leaves no output
+/// directory (nor a staging one) behind.
+#[test]
+fn truncated_gguf_fails_cleanly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cut.gguf");
+    // Header: GGUF v3, one tensor, no metadata; tensor `token_embd.weight`, f32 8 x 4
+    // (128 bytes) at offset 0 of the data section, of which 16 bytes are present.
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    let name = "token_embd.weight";
+    b.extend((name.len() as u64).to_le_bytes());
+    b.extend(name.as_bytes());
+    b.extend(2u32.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(8u64.to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    let data_start = b.len().div_ceil(32) * 32;
+    b.resize(data_start + 16, 0);
+    std::fs::write(&model, &b).unwrap();
+    let expected = format!(
+        "error: {}: invalid GGUF file: tensor 'token_embd.weight': needs 128 bytes at offset {data_start}, only 16 remaining in file",
+        model.display()
+    );
+
+    let out = dir.path().join("converted");
+    let o = bin()
+        .arg("convert")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim_end(), expected);
+    assert!(!out.exists(), "convert left {}", out.display());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("cut.gguf")]);
+
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "some text").unwrap();
+    let o = bin()
+        .arg("eval")
+        .arg(&model)
+        .arg("--text")
+        .arg(&text)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim_end(), expected);
+}
+
 #[test]
 fn eval_of_a_missing_model() {
     let out = bin()

@@ -19,13 +19,7 @@ pub struct Mask {
 impl Mask {
     /// Wraps `data` (row-major, `rows * cols` bytes); every value must be 0 or 1.
     pub fn new(rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
-        if data.len() != rows * cols {
-            return Err(CoreError::Shape(format!(
-                "mask has {} values, expected {rows} x {cols} = {}",
-                data.len(),
-                rows * cols
-            )));
-        }
+        check_len(data.len(), rows, cols)?;
         if let Some(i) = data.iter().position(|&v| v > 1) {
             return Err(CoreError::InvalidMask(format!(
                 "value {} at row {}, column {} (expected 0 or 1)",
@@ -93,17 +87,26 @@ impl Mask {
     }
 }
 
+/// Checks that a buffer of `len` values holds `rows x cols`. `rows` and `cols` may come
+/// from outside (a plugin's request, a mask file), so the product is checked: one that
+/// overflows matches no buffer.
+fn check_len(len: usize, rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols) {
+        Some(n) if n == len => Ok(()),
+        Some(n) => Err(CoreError::Shape(format!(
+            "mask has {len} values, expected {rows} x {cols} = {n}"
+        ))),
+        None => Err(CoreError::Shape(format!(
+            "mask has {len} values, expected {rows} x {cols} (overflows)"
+        ))),
+    }
+}
+
 /// Validates a raw row-major mask buffer against a pattern (used on buffers that come
 /// from outside, such as plugin outputs, before they become a [`Mask`]).
 pub fn validate_mask(data: &[u8], rows: usize, cols: usize, pattern: &Pattern) -> Result<()> {
     pattern.check_width(cols)?;
-    if data.len() != rows * cols {
-        return Err(CoreError::Shape(format!(
-            "mask has {} values, expected {rows} x {cols} = {}",
-            data.len(),
-            rows * cols
-        )));
-    }
+    check_len(data.len(), rows, cols)?;
     let k = pattern.kept_per_row(cols);
     for (r, row) in data.chunks_exact(cols).enumerate() {
         if let Some(c) = row.iter().position(|&v| v > 1) {

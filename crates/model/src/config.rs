@@ -5,6 +5,12 @@ use crate::error::{ModelError, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
+/// Largest accepted width, head count or vocabulary size (2^24): products of two such
+/// values stay far below `usize::MAX`.
+const MAX_DIM: usize = 1 << 24;
+/// Largest accepted number of decoder blocks.
+const MAX_LAYERS: usize = 1 << 16;
+
 /// The Llama-family architectures this crate runs. They share one forward; they differ in
 /// config keys and defaults (Qwen2 has q/k/v biases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +330,23 @@ impl LlamaConfig {
             path: path.into(),
             reason,
         };
+        // Sizes come from untrusted files (GGUF metadata, config.json): bound them so the
+        // shape products computed from them (heads x head_dim, vocab x hidden) cannot
+        // overflow. The bounds are far above any real model (Llama 3 405B: hidden 16384,
+        // intermediate 53248, vocab 128256, 126 layers).
+        for (key, v, max) in [
+            ("hidden_size", self.hidden_size, MAX_DIM),
+            ("intermediate_size", self.intermediate_size, MAX_DIM),
+            ("num_attention_heads", self.num_attention_heads, MAX_DIM),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_DIM),
+            ("head_dim", self.head_dim, MAX_DIM),
+            ("vocab_size", self.vocab_size, MAX_DIM),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+        ] {
+            if v > max {
+                return Err(bad(format!("{key} = {v} is larger than {max}")));
+            }
+        }
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 || self.head_dim == 0 {
             return Err(bad(
                 "num_attention_heads, num_key_value_heads and head_dim must be positive".into(),

@@ -1,6 +1,9 @@
 //! The typed errors of this crate. Every message is one line naming the file, tensor or
 //! key it is about.
 
+// Names, keys and values in messages come from the files: `one_line` escapes their control
+// characters so that every message stays one line.
+use sparseswaps_tensor_io::one_line;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -22,7 +25,7 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// A JSON file could not be parsed, or has a value of the wrong type.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {}", one_line(.reason))]
     Json {
         /// The file.
         path: PathBuf,
@@ -30,7 +33,7 @@ pub enum ModelError {
         reason: String,
     },
     /// A required key is missing from a config file or GGUF metadata.
-    #[error("{path}: missing key '{key}'")]
+    #[error("{path}: missing key '{}'", one_line(.key))]
     MissingKey {
         /// The file.
         path: PathBuf,
@@ -39,7 +42,7 @@ pub enum ModelError {
     },
     /// The model uses something this crate does not implement (architecture, rope type,
     /// tokenizer kind, tensor type).
-    #[error("{path}: unsupported {what}")]
+    #[error("{path}: unsupported {}", one_line(.what))]
     Unsupported {
         /// The file.
         path: PathBuf,
@@ -53,7 +56,7 @@ pub enum ModelError {
         path: PathBuf,
     },
     /// The tokenizer could not be loaded, built or run.
-    #[error("{path}: tokenizer: {reason}")]
+    #[error("{path}: tokenizer: {}", one_line(.reason))]
     Tokenizer {
         /// The tokenizer file (or the GGUF file it was built from).
         path: PathBuf,
@@ -61,7 +64,7 @@ pub enum ModelError {
         reason: String,
     },
     /// A safetensors file is invalid (truncated, bad header).
-    #[error("{path}: not a valid safetensors file ({reason})")]
+    #[error("{path}: not a valid safetensors file ({})", one_line(.reason))]
     Safetensors {
         /// The file.
         path: PathBuf,
@@ -69,7 +72,7 @@ pub enum ModelError {
         reason: String,
     },
     /// A GGUF file is invalid (wrong magic, truncated, bad metadata).
-    #[error("{path}: invalid GGUF file: {reason}")]
+    #[error("{path}: invalid GGUF file: {}", one_line(.reason))]
     Gguf {
         /// The file.
         path: PathBuf,
@@ -77,7 +80,7 @@ pub enum ModelError {
         reason: String,
     },
     /// A tensor the model needs is absent.
-    #[error("{path}: missing tensor '{name}'")]
+    #[error("{path}: missing tensor '{}'", one_line(.name))]
     MissingTensor {
         /// The file or directory searched.
         path: PathBuf,
@@ -85,7 +88,7 @@ pub enum ModelError {
         name: String,
     },
     /// A tensor has a shape or dtype the model cannot use.
-    #[error("tensor '{name}': {reason}")]
+    #[error("tensor '{}': {}", one_line(.name), one_line(.reason))]
     BadTensor {
         /// The tensor name.
         name: String,
@@ -94,7 +97,7 @@ pub enum ModelError {
     },
     /// A weight name passed to [`crate::Model::weight`] or
     /// [`crate::Model::set_weight`] is not a linear layer of the model.
-    #[error("no linear layer named '{name}' in this model")]
+    #[error("no linear layer named '{}' in this model", one_line(.name))]
     UnknownWeight {
         /// The name asked for.
         name: String,
@@ -127,7 +130,7 @@ pub enum ModelError {
     #[error("{0}")]
     InvalidArgument(String),
     /// A tensor operation failed (shape mismatch inside the forward, out of memory).
-    #[error("{context}: {source}")]
+    #[error("{}: {}", one_line(.context), one_line(&.source.to_string()))]
     Candle {
         /// What was being done.
         context: String,

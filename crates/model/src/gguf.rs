@@ -6,11 +6,12 @@ use crate::config::{Architecture, LlamaConfig, RopeScaling};
 use crate::error::{io_err, CandleContext, ModelError, Result};
 use crate::load::{assemble, TensorMap};
 use crate::model::{Model, ModelSource, SourceDtype};
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value, VersionedMagic};
+use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
@@ -115,16 +116,216 @@ fn unpermute(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
         .reshape((out, inp))
 }
 
-/// Loads a GGUF file (architectures `llama` and `qwen2`), dequantized to f32.
-pub fn load_gguf(path: &Path) -> Result<Model> {
-    if !path.exists() {
-        return Err(ModelError::NotFound { path: path.into() });
+/// The most dimensions a GGUF tensor may have (`GGML_MAX_DIMS` of ggml).
+const MAX_DIMS: u32 = 4;
+/// How deep metadata arrays may nest. llama.cpp writes flat arrays; the cap keeps a
+/// hostile file from recursing the reader off the stack.
+const MAX_ARRAY_DEPTH: usize = 8;
+
+/// GGML type ids this loader dequantizes, with their names (ggml's `ggml_type`).
+fn ggml_dtype(id: u32) -> std::result::Result<GgmlDType, String> {
+    Ok(match id {
+        0 => GgmlDType::F32,
+        1 => GgmlDType::F16,
+        2 => GgmlDType::Q4_0,
+        3 => GgmlDType::Q4_1,
+        6 => GgmlDType::Q5_0,
+        7 => GgmlDType::Q5_1,
+        8 => GgmlDType::Q8_0,
+        10 => GgmlDType::Q2K,
+        11 => GgmlDType::Q3K,
+        12 => GgmlDType::Q4K,
+        13 => GgmlDType::Q5K,
+        14 => GgmlDType::Q6K,
+        15 => GgmlDType::Q8K,
+        30 => GgmlDType::BF16,
+        other => {
+            let name = match other {
+                4 | 5 => "Q4_2/Q4_3 (removed from ggml)",
+                9 => "Q8_1",
+                16..=23 | 29 => "an IQ quantization",
+                24 => "I8",
+                25 => "I16",
+                26 => "I32",
+                27 => "I64",
+                28 => "F64",
+                34 | 35 => "TQ1_0/TQ2_0",
+                39 => "MXFP4",
+                _ => "unknown",
+            };
+            return Err(format!(
+                "GGML type {other} ({name}); supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q8_K"
+            ));
+        }
+    })
+}
+
+/// A bounds-checked reader over a GGUF header: every length read from the file is
+/// checked against the bytes left *before* anything is allocated for it, so a header
+/// that claims 10^18 entries is an error, not an out-of-memory abort.
+struct HeaderReader<'a, R> {
+    path: &'a Path,
+    r: &'a mut R,
+    pos: u64,
+    len: u64,
+    /// Length prefixes are u32 in GGUF v1, u64 from v2 on.
+    wide: bool,
+}
+
+impl<R: Read> HeaderReader<'_, R> {
+    fn left(&self) -> u64 {
+        self.len - self.pos
     }
-    let file = fs::File::open(path).map_err(io_err(path))?;
-    let mut reader = BufReader::new(file);
-    let mut magic = [0u8; 4];
-    reader
-        .read_exact(&mut magic)
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>> {
+        if n > self.left() {
+            return Err(gguf_err(
+                self.path,
+                format!(
+                    "{what} needs {n} bytes at offset {}, only {} left in the file",
+                    self.pos,
+                    self.left()
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.r.read_exact(&mut buf).map_err(io_err(self.path))?;
+        self.pos += n;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let b = self.bytes(N as u64, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(&b);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn length(&mut self, what: &str) -> Result<u64> {
+        if self.wide {
+            self.u64(what)
+        } else {
+            self.u32(what).map(u64::from)
+        }
+    }
+
+    /// Checks that `count` items of at least `min_size` bytes each can fit in the rest of
+    /// the file, before a loop or a vector is sized by `count`.
+    fn check_count(&self, count: u64, min_size: u64, what: &str) -> Result<()> {
+        let needed = count.saturating_mul(min_size);
+        if needed > self.left() {
+            return Err(gguf_err(
+                self.path,
+                format!(
+                    "{what} count {count} needs at least {needed} bytes, only {} left in the file",
+                    self.left()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.length(what)?;
+        let mut v = self.bytes(n, what)?;
+        // Strings are not NUL-terminated in GGUF, but some writers add one.
+        while v.last() == Some(&0) {
+            v.pop();
+        }
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Smallest encoded size of a value of type `ty` (to bound array lengths).
+    fn min_size(&self, ty: u32) -> u64 {
+        let prefix = if self.wide { 8 } else { 4 };
+        match ty {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 => prefix,
+            9 => 4 + prefix,
+            _ => 8,
+        }
+    }
+
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Value> {
+        Ok(match ty {
+            0 => Value::U8(self.array::<1>(key)?[0]),
+            1 => Value::I8(self.array::<1>(key)?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array(key)?)),
+            3 => Value::I16(i16::from_le_bytes(self.array(key)?)),
+            4 => Value::U32(self.u32(key)?),
+            5 => Value::I32(i32::from_le_bytes(self.array(key)?)),
+            6 => Value::F32(f32::from_le_bytes(self.array(key)?)),
+            7 => match self.array::<1>(key)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => {
+                    return Err(gguf_err(
+                        self.path,
+                        format!("metadata '{key}': bool byte {b} is neither 0 nor 1"),
+                    ))
+                }
+            },
+            8 => Value::String(self.string(key)?),
+            9 => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(gguf_err(
+                        self.path,
+                        format!("metadata '{key}': arrays nested deeper than {MAX_ARRAY_DEPTH}"),
+                    ));
+                }
+                let elem = self.u32(key)?;
+                let n = self.length(key)?;
+                self.check_count(n, self.min_size(elem), &format!("metadata '{key}' array"))?;
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(self.value(elem, key, depth + 1)?);
+                }
+                Value::Array(v)
+            }
+            10 => Value::U64(self.u64(key)?),
+            11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
+            12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
+            other => {
+                return Err(gguf_err(
+                    self.path,
+                    format!("metadata '{key}' has unknown value type {other}"),
+                ))
+            }
+        })
+    }
+}
+
+/// Reads and checks the header of a GGUF file: magic, version, metadata and tensor
+/// infos. `path` is only used in messages.
+///
+/// Everything the rest of the loader relies on is checked here, before any tensor is
+/// read: counts and lengths against the bytes the file has (nothing is allocated from an
+/// unchecked size), GGML types this loader can dequantize, at most 4 non-zero
+/// dimensions whose element count fits in memory arithmetic, the alignment (a power of
+/// two), and every tensor's data lying inside the file. So reading the tensors
+/// afterwards (`Content::tensor`) cannot fail on a bound or overflow.
+pub fn read_gguf_header<R: Read + Seek>(path: &Path, reader: &mut R) -> Result<Content> {
+    let len = reader.seek(SeekFrom::End(0)).map_err(io_err(path))?;
+    reader.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let mut h = HeaderReader {
+        path,
+        r: reader,
+        pos: 0,
+        len,
+        wide: true,
+    };
+    let magic: [u8; 4] = h
+        .array("magic")
         .map_err(|_| gguf_err(path, "file shorter than the 4-byte magic"))?;
     if &magic != b"GGUF" {
         return Err(gguf_err(
@@ -135,9 +336,161 @@ pub fn load_gguf(path: &Path) -> Result<Model> {
             ),
         ));
     }
+    let version = h.u32("version")?;
+    let magic = match version {
+        1 => VersionedMagic::GgufV1,
+        2 => VersionedMagic::GgufV2,
+        3 => VersionedMagic::GgufV3,
+        other => {
+            return Err(gguf_err(
+                path,
+                format!("unsupported GGUF version {other} (supported: 1, 2, 3)"),
+            ))
+        }
+    };
+    h.wide = version >= 2;
+    let tensor_count = h.length("tensor count")?;
+    let kv_count = h.length("metadata count")?;
+    let prefix = if h.wide { 8 } else { 4 };
+    // Smallest possible entries: a key and a type and one byte; a name, the dimension
+    // count, one dimension, the type and the offset.
+    h.check_count(kv_count, prefix + 4 + 1, "metadata entry")?;
+    h.check_count(tensor_count, prefix + 4 + 4 + 4 + 8, "tensor")?;
+    let mut metadata = HashMap::new();
+    for _ in 0..kv_count {
+        let key = h.string("metadata key")?;
+        let ty = h.u32(&key)?;
+        let value = h.value(ty, &key, 0)?;
+        if metadata.insert(key.clone(), value).is_some() {
+            return Err(gguf_err(
+                path,
+                format!("metadata key '{key}' appears twice"),
+            ));
+        }
+    }
+    struct Raw {
+        name: String,
+        dims: Vec<usize>,
+        dtype: GgmlDType,
+        offset: u64,
+        bytes: u64,
+    }
+    let mut raws: Vec<Raw> = Vec::with_capacity(tensor_count as usize);
+    for _ in 0..tensor_count {
+        let name = h.string("tensor name")?;
+        let bad = |reason: String| gguf_err(path, format!("tensor '{name}': {reason}"));
+        let n_dims = h.u32(&name)?;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(bad(format!(
+                "{n_dims} dimensions (expected 1 to {MAX_DIMS})"
+            )));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            let d = if h.wide {
+                h.u64(&name)?
+            } else {
+                u64::from(h.u32(&name)?)
+            };
+            dims.push(d);
+        }
+        let type_id = h.u32(&name)?;
+        let offset = h.u64(&name)?;
+        let dtype = ggml_dtype(type_id).map_err(|e| bad(format!("unsupported {e}")))?;
+        // GGUF lists dimensions innermost first; candle's shapes are outermost first.
+        dims.reverse();
+        // Zero-sized tensors are refused: no model tensor is empty, and an empty buffer
+        // would reach candle's block casts with a dangling pointer.
+        let elems = dims
+            .iter()
+            .try_fold(
+                1u64,
+                |acc, &d| if d == 0 { None } else { acc.checked_mul(d) },
+            )
+            .filter(|&e| e <= len.saturating_mul(8))
+            .ok_or_else(|| {
+                bad(format!(
+                    "shape {dims:?} has a zero dimension or more elements than the file can hold"
+                ))
+            })?;
+        let block = dtype.block_size() as u64;
+        if elems % block != 0 {
+            return Err(bad(format!(
+                "{elems} elements are not a multiple of the {dtype:?} block size {block}"
+            )));
+        }
+        let bytes = elems / block * dtype.type_size() as u64;
+        raws.push(Raw {
+            name,
+            dims: dims.iter().map(|&d| d as usize).collect(),
+            dtype,
+            offset,
+            bytes,
+        });
+    }
+    let alignment = match metadata.get("general.alignment") {
+        None => 32,
+        Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
+        Some(other) => {
+            return Err(gguf_err(
+                path,
+                format!("metadata 'general.alignment' = {other:?}: expected a u32 power of two"),
+            ))
+        }
+    };
+    let data_offset = h.pos.div_ceil(alignment) * alignment;
+    let mut tensor_infos = HashMap::new();
+    for raw in raws {
+        let start = data_offset.checked_add(raw.offset);
+        let end = start.and_then(|s| s.checked_add(raw.bytes));
+        match end {
+            Some(end) if end <= len => {}
+            _ => {
+                return Err(gguf_err(
+                    path,
+                    format!(
+                        "tensor '{}': needs {} bytes at offset {}, only {} remaining in file",
+                        raw.name,
+                        raw.bytes,
+                        data_offset.saturating_add(raw.offset),
+                        len.saturating_sub(data_offset.saturating_add(raw.offset))
+                    ),
+                ))
+            }
+        }
+        let info = TensorInfo {
+            ggml_dtype: raw.dtype,
+            shape: raw.dims.into(),
+            offset: raw.offset,
+        };
+        if tensor_infos.insert(raw.name.clone(), info).is_some() {
+            return Err(gguf_err(
+                path,
+                format!("tensor '{}' appears twice", raw.name),
+            ));
+        }
+    }
+    Ok(Content {
+        magic,
+        metadata,
+        tensor_infos,
+        tensor_data_offset: data_offset,
+    })
+}
+
+/// Loads a GGUF file (architectures `llama` and `qwen2`), dequantized to f32.
+pub fn load_gguf(path: &Path) -> Result<Model> {
+    if !path.exists() {
+        return Err(ModelError::NotFound { path: path.into() });
+    }
     let file = fs::File::open(path).map_err(io_err(path))?;
-    let mut reader = BufReader::new(file);
-    let ct = Content::read(&mut reader).map_err(|e| gguf_err(path, e.to_string()))?;
+    load_gguf_from(path, BufReader::new(file))
+}
+
+/// Loads a GGUF model from any seekable reader (a file, or bytes in memory in tests and
+/// fuzzing); `path` is only used in messages.
+pub fn load_gguf_from<R: Read + Seek>(path: &Path, mut reader: R) -> Result<Model> {
+    let ct = read_gguf_header(path, &mut reader)?;
     let m = Meta {
         path,
         md: &ct.metadata,
@@ -231,6 +584,19 @@ pub fn load_gguf(path: &Path) -> Result<Model> {
             .collect(),
     };
     config.validate(path)?;
+    // Every block has at least 9 tensors: refuse a block count the file cannot back
+    // before building a name list sized by it.
+    let min_tensors = config.num_hidden_layers.saturating_mul(9).saturating_add(2);
+    if min_tensors > ct.tensor_infos.len() {
+        return Err(gguf_err(
+            path,
+            format!(
+                "{a}.block_count = {} needs at least {min_tensors} tensors, the file has {}",
+                config.num_hidden_layers,
+                ct.tensor_infos.len()
+            ),
+        ));
+    }
 
     // GGUF name -> HF name, for the tensors of the model.
     let mut names: Vec<(String, String)> = vec![

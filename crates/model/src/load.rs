@@ -124,7 +124,7 @@ impl TensorMap {
                 path: self.root.clone(),
                 name: name.into(),
             })?;
-        check_shape(name, &t, shape)?;
+        check_shape(&self.root, name, &t, shape)?;
         Ok(t)
     }
 
@@ -138,11 +138,15 @@ impl TensorMap {
     }
 }
 
-pub(crate) fn check_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
+pub(crate) fn check_shape(root: &Path, name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     if t.dims() != shape {
         return Err(ModelError::BadTensor {
             name: name.into(),
-            reason: format!("has shape {:?}, the config implies {shape:?}", t.dims()),
+            reason: format!(
+                "in {} has shape {:?}, the config implies {shape:?}",
+                root.display(),
+                t.dims()
+            ),
         });
     }
     Ok(())

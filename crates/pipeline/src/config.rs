@@ -509,6 +509,19 @@ dir = "out"
         assert!(e.contains("outside [0, 1)"), "{e}");
     }
 
+    /// A value with a newline (a TOML escape) is quoted escaped: the message stays one
+    /// line (the GGUF fuzz target found this fault in the GGUF loader first).
+    #[test]
+    fn control_characters_in_values_are_escaped() {
+        let p = Path::new("p.toml");
+        let text = format!("{MIN}\n[refine]\nbackend = \"tp\\nu\"\n");
+        let e = PipelineConfig::from_toml(p, &text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r"p.toml: refine.backend = 'tp\nu': expected cpu, cuda or auto"
+        );
+    }
+
     #[test]
     fn budget_keys() {
         let p = Path::new("p.toml");

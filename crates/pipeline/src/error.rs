@@ -14,8 +14,9 @@ pub enum PipelineError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// The config is invalid (unknown key, bad value).
-    #[error("{path}: {reason}")]
+    /// The config is invalid (unknown key, bad value). Values quoted from the file have
+    /// their control characters escaped, so the message stays one line.
+    #[error("{path}: {}", sparseswaps_tensor_io::one_line(.reason))]
     Config {
         /// The config file.
         path: PathBuf,

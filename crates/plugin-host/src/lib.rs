@@ -536,7 +536,12 @@ impl Plugin {
             reason,
         };
         let (rows, cols) = (input.rows, input.cols);
-        if input.weights.len() != rows * cols {
+        // Checked: rows and cols come from the caller's files, and the output buffer is
+        // sized by their product.
+        let Some(size) = rows.checked_mul(cols) else {
+            return Err(bad_input(format!("{rows} x {cols} values overflow")));
+        };
+        if input.weights.len() != size {
             return Err(bad_input(format!(
                 "weights have {} values, expected {rows} x {cols}",
                 input.weights.len()
@@ -597,7 +602,7 @@ impl Plugin {
             },
             options: options.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         };
-        let mut out = vec![0xFFu8; rows * cols];
+        let mut out = vec![0xFFu8; size];
         // SAFETY: every pointer in the request is valid for the lengths it states for the
         // duration of the call, and `out` holds rows * cols bytes (ABI contract).
         let code = unsafe { (self.compute)(&request, out.as_mut_ptr()) };
@@ -614,20 +619,37 @@ impl Plugin {
                 message,
             });
         }
-        validate_mask(&out, rows, cols, pattern).map_err(|e| PluginError::InvalidMask {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            detail: match e {
-                CoreError::InvalidMask(s) => s,
-                other => other.to_string(),
-            },
-        })?;
-        Mask::new(rows, cols, out).map_err(|e| PluginError::InvalidMask {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })
+        check_plugin_mask(&self.name, &self.path, out, rows, cols, pattern)
     }
+}
+
+/// Checks a mask buffer a plugin wrote for a `rows x cols` layer against `pattern` (0/1
+/// values, `k` kept per row, `N` per group of `M`, the right length) and turns it into a
+/// [`Mask`]. The error names the plugin and library (`name`, `path`) and the first row
+/// (and group) at fault.
+///
+/// [`Plugin::compute_mask`] calls this on every buffer it gets back; it is public so the
+/// check can be exercised (tests, fuzzing) without a library that misbehaves on purpose.
+pub fn check_plugin_mask(
+    name: &str,
+    path: &Path,
+    out: Vec<u8>,
+    rows: usize,
+    cols: usize,
+    pattern: &Pattern,
+) -> Result<Mask> {
+    let invalid = |detail: String| PluginError::InvalidMask {
+        name: name.into(),
+        path: path.into(),
+        detail,
+    };
+    validate_mask(&out, rows, cols, pattern).map_err(|e| {
+        invalid(match e {
+            CoreError::InvalidMask(s) => s,
+            other => other.to_string(),
+        })
+    })?;
+    Mask::new(rows, cols, out).map_err(|e| invalid(e.to_string()))
 }
 
 /// A library that was found but could not be used.

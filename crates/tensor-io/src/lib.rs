@@ -14,11 +14,30 @@
 #![warn(missing_docs)]
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// `s` with its control characters (newline, carriage return, tab, escape...) written as
+/// Rust escapes (`\n`), so that a name or value read from a file cannot spread an error
+/// message over several lines or move the terminal's cursor.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Errors of tensor reading and writing.
 #[derive(Debug, Error)]
@@ -32,7 +51,7 @@ pub enum TensorIoError {
         error: std::io::Error,
     },
     /// The file is not a valid safetensors file.
-    #[error("{path}: not a valid safetensors file ({reason})")]
+    #[error("{path}: not a valid safetensors file ({})", one_line(.reason))]
     NotSafetensors {
         /// The file.
         path: PathBuf,
@@ -40,7 +59,7 @@ pub enum TensorIoError {
         reason: String,
     },
     /// The named tensor is absent, or no name was given and the choice is ambiguous.
-    #[error("{path}: {reason}; tensors present: {present}")]
+    #[error("{path}: {}; tensors present: {}", one_line(.reason), one_line(.present))]
     MissingTensor {
         /// The file.
         path: PathBuf,
@@ -50,7 +69,7 @@ pub enum TensorIoError {
         present: String,
     },
     /// The tensor has a dtype or rank that is not accepted here.
-    #[error("{path}: tensor '{name}' {reason}")]
+    #[error("{path}: tensor '{}' {}", one_line(.name), one_line(.reason))]
     BadTensor {
         /// The file.
         path: PathBuf,
@@ -131,11 +150,97 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Parses safetensors bytes, mapping errors to [`TensorIoError::NotSafetensors`].
+///
+/// The header length is checked here first so that the two commonest corruptions (a
+/// truncated file, a length that is garbage) say how many bytes were claimed and present.
 pub fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
-    SafeTensors::deserialize(bytes).map_err(|e| TensorIoError::NotSafetensors {
+    let bad = |reason: String| TensorIoError::NotSafetensors {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason,
+    };
+    let Some(len_bytes) = bytes.first_chunk::<8>() else {
+        return Err(bad(format!(
+            "file is {} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        )));
+    };
+    let header_len = u64::from_le_bytes(*len_bytes);
+    let left = (bytes.len() - 8) as u64;
+    if header_len > left {
+        return Err(bad(format!(
+            "header length {header_len} exceeds the {left} bytes after it (truncated file or corrupt header)"
+        )));
+    }
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        // The parser's offset and shape errors do not say which tensor is at fault (or
+        // why); find the first such tensor in the header to say both.
+        let header = &bytes[8..8 + header_len as usize];
+        let data_len = left - header_len;
+        let reason = diagnose(header, data_len).unwrap_or_else(|| e.to_string());
+        bad(reason)
     })
+}
+
+/// Names the first tensor of a safetensors header whose data offsets lie outside the
+/// data section or disagree with its shape and dtype; `None` when none does (or the
+/// header is not JSON: the parser's own message says that well).
+fn diagnose(header: &[u8], data_len: u64) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    for (name, t) in v.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets: Vec<u64> = t
+            .get("data_offsets")?
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_u64)
+            .collect::<Option<_>>()?;
+        let &[start, end] = offsets.as_slice() else {
+            return Some(format!(
+                "tensor '{name}': data_offsets {offsets:?} is not [start, end]"
+            ));
+        };
+        if start > end || end > data_len {
+            return Some(format!(
+                "tensor '{name}': data_offsets [{start}, {end}] lie outside the {data_len} bytes of data"
+            ));
+        }
+        let dtype = t.get("dtype")?.as_str()?;
+        let bits: u64 = match dtype {
+            "F64" | "I64" | "U64" | "C64" => 64,
+            "F32" | "I32" | "U32" => 32,
+            "F16" | "BF16" | "I16" | "U16" => 16,
+            "U8" | "I8" | "BOOL" => 8,
+            d if d.starts_with("F8") => 8,
+            _ => continue,
+        };
+        let shape: Vec<u64> = t
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_u64)
+            .collect::<Option<_>>()?;
+        let size = shape
+            .iter()
+            .try_fold(bits, |acc, &d| acc.checked_mul(d))
+            .map(|b| b / 8);
+        match size {
+            None => {
+                return Some(format!(
+                    "tensor '{name}': shape {shape:?} has more elements than any file can hold"
+                ))
+            }
+            Some(n) if n != end - start => {
+                return Some(format!(
+                    "tensor '{name}': shape {shape:?} of {dtype} needs {n} bytes, data_offsets [{start}, {end}] hold {}",
+                    end - start
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 fn present(st: &SafeTensors<'_>) -> String {
@@ -222,13 +327,19 @@ fn to_f64_vec(path: &Path, name: &str, v: &TensorView<'_>) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-fn load_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
-    let bytes = read_file(&spec.path)?;
-    let st = parse(&spec.path, &bytes)?;
-    let (name, view) = pick(&spec.path, &st, spec.name.as_deref(), rank)?;
+/// Reads the tensor `name` (or the only one of rank `rank`) from safetensors `bytes` as
+/// f64. The in-memory form of [`read_tensor_f64`]: `path` is only used in messages.
+pub fn tensor_f64_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    name: Option<&str>,
+    rank: usize,
+) -> Result<Loaded<f64>> {
+    let st = parse(path, bytes)?;
+    let (name, view) = pick(path, &st, name, rank)?;
     if view.shape().len() != rank {
         return Err(TensorIoError::BadTensor {
-            path: spec.path.clone(),
+            path: path.into(),
             name,
             reason: format!(
                 "has rank {} (shape {:?}), expected rank {rank}",
@@ -237,7 +348,7 @@ fn load_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
             ),
         });
     }
-    let data = to_f64_vec(&spec.path, &name, &view)?;
+    let data = to_f64_vec(path, &name, &view)?;
     Ok(Loaded {
         shape: view.shape().to_vec(),
         dtype: view.dtype(),
@@ -246,14 +357,48 @@ fn load_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
     })
 }
 
+/// Reads the tensor `name` (or the only one of rank `rank`) from safetensors `bytes` as
+/// raw u8 values (masks). The in-memory form of [`read_tensor_u8`]: `path` is only used
+/// in messages.
+pub fn tensor_u8_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    name: Option<&str>,
+    rank: usize,
+) -> Result<Loaded<u8>> {
+    let st = parse(path, bytes)?;
+    let (name, view) = pick(path, &st, name, rank)?;
+    if view.dtype() != Dtype::U8 && view.dtype() != Dtype::BOOL {
+        return Err(TensorIoError::BadTensor {
+            path: path.into(),
+            name,
+            reason: format!("has dtype {:?}; a mask must be u8 or bool", view.dtype()),
+        });
+    }
+    if view.shape().len() != rank {
+        return Err(TensorIoError::BadTensor {
+            path: path.into(),
+            name,
+            reason: format!("has rank {}, expected rank {rank}", view.shape().len()),
+        });
+    }
+    Ok(Loaded {
+        shape: view.shape().to_vec(),
+        dtype: view.dtype(),
+        name,
+        data: view.data().to_vec(),
+    })
+}
+
 /// Reads the tensor named by `spec` (of rank `rank`) as f64.
 pub fn read_tensor_f64(spec: &TensorSpec, rank: usize) -> Result<Loaded<f64>> {
-    load_f64(spec, rank)
+    let bytes = read_file(&spec.path)?;
+    tensor_f64_from_bytes(&spec.path, &bytes, spec.name.as_deref(), rank)
 }
 
 /// Reads the tensor named by `spec` (of rank `rank`) as f32 (f64 input is narrowed).
 pub fn read_tensor_f32(spec: &TensorSpec, rank: usize) -> Result<Loaded<f32>> {
-    let t = load_f64(spec, rank)?;
+    let t = read_tensor_f64(spec, rank)?;
     Ok(Loaded {
         name: t.name,
         shape: t.shape,
@@ -265,28 +410,7 @@ pub fn read_tensor_f32(spec: &TensorSpec, rank: usize) -> Result<Loaded<f32>> {
 /// Reads the tensor named by `spec` (of rank `rank`) as raw u8 values (masks).
 pub fn read_tensor_u8(spec: &TensorSpec, rank: usize) -> Result<Loaded<u8>> {
     let bytes = read_file(&spec.path)?;
-    let st = parse(&spec.path, &bytes)?;
-    let (name, view) = pick(&spec.path, &st, spec.name.as_deref(), rank)?;
-    if view.dtype() != Dtype::U8 && view.dtype() != Dtype::BOOL {
-        return Err(TensorIoError::BadTensor {
-            path: spec.path.clone(),
-            name,
-            reason: format!("has dtype {:?}; a mask must be u8 or bool", view.dtype()),
-        });
-    }
-    if view.shape().len() != rank {
-        return Err(TensorIoError::BadTensor {
-            path: spec.path.clone(),
-            name,
-            reason: format!("has rank {}, expected rank {rank}", view.shape().len()),
-        });
-    }
-    Ok(Loaded {
-        shape: view.shape().to_vec(),
-        dtype: view.dtype(),
-        name,
-        data: view.data().to_vec(),
-    })
+    tensor_u8_from_bytes(&spec.path, &bytes, spec.name.as_deref(), rank)
 }
 
 /// An owned tensor to write.
