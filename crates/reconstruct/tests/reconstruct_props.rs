@@ -8,29 +8,15 @@ use proptest::prelude::*;
 use sparseswaps_core::{row_error, LayerProblem, Mask};
 use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
 
-/// SplitMix64 with Box–Muller normals: reproducible from one seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
-    }
-}
+// The engine tests' SplitMix64 generator (normals by Box–Muller), shared by path.
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+use common::Rng;
 
 /// Weights and `G = X Xᵀ` of `tokens` samples with uneven channel scales and a shared
 /// factor (correlated channels). `tokens < d` gives a singular `G`.
 fn problem(d_out: usize, d: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng(seed ^ 0xABCD);
+    let mut rng = Rng::new(seed ^ 0xABCD);
     let scale: Vec<f64> = (0..d).map(|_| (0.7 * rng.normal()).exp()).collect();
     let load: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
     let mut g = vec![0.0f64; d * d];
@@ -52,14 +38,14 @@ fn problem(d_out: usize, d: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f
 
 /// A mask keeping a random count (1..d) of random weights in every row.
 fn mask(d_out: usize, d: usize, seed: u64) -> Mask {
-    let mut rng = Rng(seed ^ 0x1234);
+    let mut rng = Rng::new(seed ^ 0x1234);
     let mut data = vec![0u8; d_out * d];
     for row in data.chunks_mut(d) {
         for v in row.iter_mut() {
             *v = (rng.uniform() < 0.5) as u8;
         }
         if row.iter().all(|&v| v == 0) {
-            row[(rng.next() % d as u64) as usize] = 1;
+            row[(rng.next_u64() % d as u64) as usize] = 1;
         }
     }
     Mask::new(d_out, d, data).unwrap()
