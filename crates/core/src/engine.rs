@@ -194,20 +194,9 @@ impl<'a> RowState<'a> {
     /// state; returns the `Δ` that was added to `E`.
     pub fn apply(&mut self, mask_row: &mut [u8], u: usize, q: usize) -> f64 {
         debug_assert!(mask_row[u] == 1 && mask_row[q] == 0);
-        let d = self.w.len();
         let delta = self.delta(u, q);
-        simd::axpy(
-            self.avx2,
-            &mut self.c,
-            self.w[u] as f64,
-            &self.gram[u * d..(u + 1) * d],
-        );
-        simd::axpy(
-            self.avx2,
-            &mut self.c,
-            -(self.w[q] as f64),
-            &self.gram[q * d..(q + 1) * d],
-        );
+        self.add_gram_column(u, self.w[u] as f64);
+        self.add_gram_column(q, -(self.w[q] as f64));
         self.error += delta;
         mask_row[u] = 0;
         mask_row[q] = 1;
@@ -218,14 +207,8 @@ impl<'a> RowState<'a> {
     /// `E += a_u`. Returns the `Δ = a_u` that was added to `E`.
     pub fn prune(&mut self, mask_row: &mut [u8], u: usize) -> f64 {
         debug_assert!(mask_row[u] == 1);
-        let d = self.w.len();
         let delta = self.a(u);
-        simd::axpy(
-            self.avx2,
-            &mut self.c,
-            self.w[u] as f64,
-            &self.gram[u * d..(u + 1) * d],
-        );
+        self.add_gram_column(u, self.w[u] as f64);
         self.error += delta;
         mask_row[u] = 0;
         delta
@@ -235,17 +218,23 @@ impl<'a> RowState<'a> {
     /// `c -= w_q G[:,q]` and `E += b_q`. Returns the `Δ = b_q` that was added to `E`.
     pub fn restore(&mut self, mask_row: &mut [u8], q: usize) -> f64 {
         debug_assert!(mask_row[q] == 0);
-        let d = self.w.len();
         let delta = self.b(q);
-        simd::axpy(
-            self.avx2,
-            &mut self.c,
-            -(self.w[q] as f64),
-            &self.gram[q * d..(q + 1) * d],
-        );
+        self.add_gram_column(q, -(self.w[q] as f64));
         self.error += delta;
         mask_row[q] = 1;
         delta
+    }
+
+    /// `c += scale · G[:,i]`: the one update of `c` behind every swap and move
+    /// (`G` is symmetric, so its row `i` is the column).
+    fn add_gram_column(&mut self, i: usize, scale: f64) {
+        let d = self.w.len();
+        simd::axpy(
+            self.avx2,
+            &mut self.c,
+            scale,
+            &self.gram[i * d..(i + 1) * d],
+        );
     }
 }
 

@@ -334,6 +334,30 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The request's pattern as a core [`sparseswaps_core::Pattern`]; `None` when
+    /// nothing is kept (`k = 0`), which no core pattern expresses. An unstructured `k`
+    /// that no per-row sparsity reproduces exactly is an error.
+    #[cfg(feature = "core")]
+    pub fn core_pattern(&self) -> Result<Option<sparseswaps_core::Pattern>, PluginError> {
+        use sparseswaps_core::Pattern as Core;
+        let p = match self.pattern {
+            Pattern::Unstructured { k: 0 } => return Ok(None),
+            Pattern::Unstructured { k } => {
+                Core::unstructured((self.cols - k) as f64 / self.cols as f64)
+            }
+            Pattern::NM { n, m } => Core::n_m(n, m),
+        }
+        .map_err(|e| PluginError::failed(e.to_string()))?;
+        if p.kept_per_row(self.cols) != self.pattern_k() {
+            return Err(PluginError::failed(format!(
+                "cannot express k = {} of {} as a per-row sparsity",
+                self.pattern_k(),
+                self.cols
+            )));
+        }
+        Ok(Some(p))
+    }
+
     /// The Gram diagonal: the one sent, else read off the full Gram matrix, else a
     /// [`status::MISSING_INPUT`] error.
     pub fn gram_diag_or_full(&self) -> Result<std::borrow::Cow<'a, [f32]>, PluginError> {

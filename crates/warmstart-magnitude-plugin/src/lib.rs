@@ -12,33 +12,12 @@
 
 #![warn(missing_docs)]
 
-use sparseswaps_core::Pattern;
 use sparseswaps_plugin_abi::{
-    export_plugin, Pattern as AbiPattern, PluginError, Request, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
+    export_plugin, PluginError, Request, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
 };
 
-/// The core pattern of a request; `None` when nothing is kept (k = 0).
-fn core_pattern(req: &Request<'_>) -> Result<Option<Pattern>, PluginError> {
-    let p = match req.pattern {
-        AbiPattern::Unstructured { k: 0 } => return Ok(None),
-        AbiPattern::Unstructured { k } => {
-            Pattern::unstructured((req.cols - k) as f64 / req.cols as f64)
-        }
-        AbiPattern::NM { n, m } => Pattern::n_m(n, m),
-    }
-    .map_err(|e| PluginError::failed(e.to_string()))?;
-    if p.kept_per_row(req.cols) != req.pattern_k() {
-        return Err(PluginError::failed(format!(
-            "cannot express k = {} of {} as a per-row sparsity",
-            req.pattern_k(),
-            req.cols
-        )));
-    }
-    Ok(Some(p))
-}
-
 fn compute(req: &Request<'_>, out: &mut [u8]) -> Result<(), PluginError> {
-    let Some(pattern) = core_pattern(req)? else {
+    let Some(pattern) = req.core_pattern()? else {
         out.fill(0);
         return Ok(());
     };
