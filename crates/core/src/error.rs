@@ -40,6 +40,15 @@ pub enum CoreError {
     /// A mask that breaks its pattern (wrong count in a row, broken N:M group, value not 0/1).
     #[error("invalid mask: {0}")]
     InvalidMask(String),
+    /// The backend itself failed (a device error, out of device memory): the inputs may
+    /// be fine, and another backend may succeed.
+    #[error("{backend} backend failed: {message}")]
+    Backend {
+        /// The backend's name ([`crate::Backend::name`]).
+        backend: String,
+        /// What failed, as the backend words it.
+        message: String,
+    },
 }
 
 /// Result type of the core crate.

@@ -86,16 +86,15 @@ impl KernelsError {
     }
 
     /// Converts to the core error type that [`sparseswaps_core::Backend::refine`] must
-    /// return. Input errors pass through unchanged.
-    ///
-    /// Why device failures become `CoreError::Shape` (with a message that starts with
-    /// "CUDA"): `CoreError` has no variant for a backend failure and the trait's signature
-    /// is fixed by the core crate; `Shape` is its generic "cannot process this layer"
-    /// error. A dedicated `CoreError::Backend` variant would be cleaner (noted for core).
+    /// return: input errors pass through unchanged, device failures become
+    /// [`CoreError::Backend`].
     pub fn into_core(self) -> CoreError {
         match self {
             KernelsError::Core(e) => e,
-            other => CoreError::Shape(other.to_string()),
+            other => CoreError::Backend {
+                backend: "cuda".into(),
+                message: other.to_string(),
+            },
         }
     }
 }

@@ -131,7 +131,10 @@ fn device_errors_reach_the_core_error_type_with_their_message() {
         msg.starts_with("CUDA backend unavailable: no NVIDIA driver"),
         "{msg}"
     );
-    assert_eq!(e.into_core().to_string(), format!("shape mismatch: {msg}"));
+    assert_eq!(
+        e.into_core().to_string(),
+        format!("cuda backend failed: {msg}")
+    );
     let core = sparseswaps_core::CoreError::InvalidMask("x".into());
     assert_eq!(KernelsError::Core(core.clone()).into_core(), core);
 }
