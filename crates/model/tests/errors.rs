@@ -2,15 +2,30 @@
 
 mod common;
 
-use common::tiny;
+use common::{assert_contains, assert_ends_with, tiny};
 use sparseswaps_model::{load, perplexity, perplexity_of_file};
 use std::path::Path;
+use tempfile::TempDir;
 
 fn err(path: &Path) -> String {
     load(path)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_else(|| panic!("{} loaded", path.display()))
+}
+
+/// A temp dir holding the tiny bias-free, tied-embedding HF model (weights from `seed`),
+/// declared as `arch` and written in `shards` safetensors files.
+fn tiny_hf_dir(arch: &str, seed: u64, shards: usize) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    tiny::write_hf(
+        dir.path(),
+        arch,
+        &tiny::weights(seed, false, true),
+        true,
+        shards,
+    );
+    dir
 }
 
 #[test]
@@ -21,56 +36,35 @@ fn missing_model_path() {
 
 #[test]
 fn unsupported_architecture_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    tiny::write_hf(
-        dir.path(),
-        "GPT2LMHeadModel",
-        &tiny::weights(5, false, true),
-        true,
-        1,
-    );
+    let dir = tiny_hf_dir("GPT2LMHeadModel", 5, 1);
     let e = err(dir.path());
-    assert!(
-        e.contains("config.json: unsupported architecture 'GPT2LMHeadModel'"),
-        "{e}"
+    assert_contains(
+        &e,
+        "config.json: unsupported architecture 'GPT2LMHeadModel'",
     );
 }
 
 #[test]
 fn missing_tokenizer() {
-    let dir = tempfile::tempdir().unwrap();
-    tiny::write_hf(
-        dir.path(),
-        "LlamaForCausalLM",
-        &tiny::weights(5, false, true),
-        true,
-        1,
-    );
+    let dir = tiny_hf_dir("LlamaForCausalLM", 5, 1);
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
     let e = err(dir.path());
-    assert!(
-        e.ends_with("missing tokenizer.json (a Hugging Face model directory needs one)"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "missing tokenizer.json (a Hugging Face model directory needs one)",
     );
 }
 
 #[test]
 fn truncated_safetensors_shard() {
-    let dir = tempfile::tempdir().unwrap();
-    tiny::write_hf(
-        dir.path(),
-        "LlamaForCausalLM",
-        &tiny::weights(5, false, true),
-        true,
-        2,
-    );
+    let dir = tiny_hf_dir("LlamaForCausalLM", 5, 2);
     let shard = dir.path().join("model-00002-of-00002.safetensors");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
     let e = err(dir.path());
-    assert!(
-        e.contains("model-00002-of-00002.safetensors: not a valid safetensors file"),
-        "{e}"
+    assert_contains(
+        &e,
+        "model-00002-of-00002.safetensors: not a valid safetensors file",
     );
 }
 
@@ -81,10 +75,7 @@ fn missing_tensor_is_named() {
     w.remove("model.layers.1.mlp.up_proj.weight");
     tiny::write_hf(dir.path(), "LlamaForCausalLM", &w, true, 1);
     let e = err(dir.path());
-    assert!(
-        e.ends_with("missing tensor 'model.layers.1.mlp.up_proj.weight'"),
-        "{e}"
-    );
+    assert_ends_with(&e, "missing tensor 'model.layers.1.mlp.up_proj.weight'");
 }
 
 #[test]
@@ -93,10 +84,7 @@ fn gguf_with_wrong_magic() {
     let p = dir.path().join("model.gguf");
     std::fs::write(&p, b"GGML\x03\x00\x00\x00 not really a model").unwrap();
     let e = err(&p);
-    assert!(
-        e.contains("model.gguf: invalid GGUF file: wrong magic \"GGML\""),
-        "{e}"
-    );
+    assert_contains(&e, "model.gguf: invalid GGUF file: wrong magic \"GGML\"");
 }
 
 #[test]
@@ -115,23 +103,16 @@ fn gguf_with_truncated_tensor_data() {
 
 #[test]
 fn text_shorter_than_one_window() {
-    let dir = tempfile::tempdir().unwrap();
-    tiny::write_hf(
-        dir.path(),
-        "LlamaForCausalLM",
-        &tiny::weights(7, false, true),
-        true,
-        1,
-    );
+    let dir = tiny_hf_dir("LlamaForCausalLM", 7, 1);
     let model = load(dir.path()).unwrap();
     let text = dir.path().join("short.txt");
     std::fs::write(&text, "too short").unwrap();
     let e = perplexity_of_file(&model, &text, 64, 4, &mut |_, _| {})
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("short.txt: text has 9 tokens, fewer than one window of 64"),
-        "{e}"
+    assert_contains(
+        &e,
+        "short.txt: text has 9 tokens, fewer than one window of 64",
     );
     // And a text long enough for a window gives a finite perplexity.
     let ids = model.encode(&"the tiny text ".repeat(20)).unwrap();

@@ -4,6 +4,9 @@
 //! loader before its own header check existed (found by reading candle's GGUF reader
 //! while writing the `gguf_header` fuzz target, see `fuzz/`).
 
+mod common;
+
+use common::{assert_contains, assert_ends_with};
 use sparseswaps_model::gguf::read_gguf_header;
 use sparseswaps_model::load;
 use std::io::Cursor;
@@ -86,32 +89,26 @@ fn load_err(bytes: &[u8]) -> String {
 #[test]
 fn wrong_version() {
     let e = header_err(&Gguf::new(4, 0, 0).0);
-    assert!(
-        e.ends_with("unsupported GGUF version 4 (supported: 1, 2, 3)"),
-        "{e}"
-    );
+    assert_ends_with(&e, "unsupported GGUF version 4 (supported: 1, 2, 3)");
     load_err(&Gguf::new(0, 0, 0).0);
 }
 
 #[test]
 fn tensor_count_larger_than_the_file_can_hold() {
     let e = header_err(&Gguf::new(3, 1_000_000_000_000, 0).0);
-    assert!(
-        e.ends_with("tensor count 1000000000000 needs at least 28000000000000 bytes, only 0 left in the file"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "tensor count 1000000000000 needs at least 28000000000000 bytes, only 0 left in the file",
     );
     // Also through the file loader.
     let e = load_err(&Gguf::new(3, 5, 0).0);
-    assert!(e.contains("tensor count 5 needs at least"), "{e}");
+    assert_contains(&e, "tensor count 5 needs at least");
 }
 
 #[test]
 fn metadata_count_and_string_length_absurd() {
     let e = header_err(&Gguf::new(3, 0, u64::MAX).0);
-    assert!(
-        e.contains("metadata entry count 18446744073709551615"),
-        "{e}"
-    );
+    assert_contains(&e, "metadata entry count 18446744073709551615");
     // A key that claims 10^18 bytes: refused before allocating it.
     let e = header_err(
         &Gguf::new(3, 0, 1)
@@ -119,11 +116,9 @@ fn metadata_count_and_string_length_absurd() {
             .zeros(16)
             .0,
     );
-    assert!(
-        e.ends_with(
-            "metadata key needs 1000000000000000000 bytes at offset 32, only 16 left in the file"
-        ),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "metadata key needs 1000000000000000000 bytes at offset 32, only 16 left in the file",
     );
     // An array of 2^40 u32 in a 100-byte file.
     let g = Gguf::new(3, 0, 1)
@@ -133,10 +128,7 @@ fn metadata_count_and_string_length_absurd() {
         .u64(1 << 40)
         .zeros(64);
     let e = header_err(&g.0);
-    assert!(
-        e.contains("metadata 'big' array count 1099511627776"),
-        "{e}"
-    );
+    assert_contains(&e, "metadata 'big' array count 1099511627776");
 }
 
 #[test]
@@ -145,9 +137,9 @@ fn unsupported_quant_type_names_the_tensor() {
         .tensor("blk.0.attn_q.weight", &[256, 4], 16, 0)
         .zeros(4096);
     let e = header_err(&g.0);
-    assert!(
-        e.contains("tensor 'blk.0.attn_q.weight': unsupported GGML type 16 (an IQ quantization)"),
-        "{e}"
+    assert_contains(
+        &e,
+        "tensor 'blk.0.attn_q.weight': unsupported GGML type 16 (an IQ quantization)",
     );
 }
 
@@ -167,7 +159,7 @@ fn truncated_tensor_data_names_the_tensor() {
         .tensor("w", &[4], 0, u64::MAX - 3)
         .zeros(64);
     let e = header_err(&g.0);
-    assert!(e.contains("tensor 'w': needs 16 bytes"), "{e}");
+    assert_contains(&e, "tensor 'w': needs 16 bytes");
 }
 
 /// Regression: `general.alignment = 0` reached a division by zero in the GGUF
@@ -176,9 +168,9 @@ fn truncated_tensor_data_names_the_tensor() {
 fn zero_alignment_is_an_error() {
     let g = Gguf::new(3, 0, 1).kv_u32("general.alignment", 0);
     let e = header_err(&g.0);
-    assert!(
-        e.ends_with("metadata 'general.alignment' = U32(0): expected a u32 power of two"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "metadata 'general.alignment' = U32(0): expected a u32 power of two",
     );
 }
 
@@ -189,28 +181,20 @@ fn zero_alignment_is_an_error() {
 fn empty_and_overflowing_shapes_are_errors() {
     let g = Gguf::new(3, 1, 0).tensor("w", &[0, 4], 0, 0).zeros(64);
     let e = header_err(&g.0);
-    assert!(
-        e.contains(
-            "tensor 'w': shape [4, 0] has a zero dimension or more elements than the file can hold"
-        ),
-        "{e}"
+    assert_contains(
+        &e,
+        "tensor 'w': shape [4, 0] has a zero dimension or more elements than the file can hold",
     );
     let g = Gguf::new(3, 1, 0)
         .tensor("w", &[1 << 40, 1 << 40], 0, 0)
         .zeros(64);
     let e = header_err(&g.0);
-    assert!(
-        e.contains("tensor 'w': shape [1099511627776, 1099511627776]"),
-        "{e}"
-    );
+    assert_contains(&e, "tensor 'w': shape [1099511627776, 1099511627776]");
     let g = Gguf::new(3, 1, 0)
         .tensor("w", &[1, 1, 1, 1, 1], 0, 0)
         .zeros(64);
     let e = header_err(&g.0);
-    assert!(
-        e.contains("tensor 'w': 5 dimensions (expected 1 to 4)"),
-        "{e}"
-    );
+    assert_contains(&e, "tensor 'w': 5 dimensions (expected 1 to 4)");
 }
 
 /// Regression: the loader built a tensor-name list sized by the block count before
@@ -227,9 +211,9 @@ fn block_count_larger_than_the_tensors_present() {
         .tensor("token_embd.weight", &[8, 4], 0, 0);
     let pad = g.0.len().div_ceil(32) * 32 - g.0.len();
     let e = load_err(&g.zeros(pad + 128).0);
-    assert!(
-        e.ends_with("llama.block_count = 1000 needs at least 9002 tensors, the file has 1"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "llama.block_count = 1000 needs at least 9002 tensors, the file has 1",
     );
 }
 
@@ -257,17 +241,14 @@ fn control_characters_in_names_are_escaped() {
         .map(|i| u8::from_str_radix(&CRASH[i..i + 2], 16).unwrap())
         .collect();
     let e = header_err(&bytes);
-    assert!(
-        e.ends_with(r"metadata 'llama.block_coun\n' has unknown value type 168430090"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        r"metadata 'llama.block_coun\n' has unknown value type 168430090",
     );
     // A tensor name with a carriage return and an escape character, through `load`.
     let g = Gguf::new(3, 1, 0)
         .tensor("w\r\u{1b}[2J", &[4], 99, 0)
         .zeros(64);
     let e = load_err(&g.0);
-    assert!(
-        e.contains(r"tensor 'w\r\u{1b}[2J': unsupported GGML type 99"),
-        "{e}"
-    );
+    assert_contains(&e, r"tensor 'w\r\u{1b}[2J': unsupported GGML type 99");
 }

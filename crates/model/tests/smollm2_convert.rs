@@ -55,14 +55,7 @@ fn smollm2_gguf_to_hf_dir_round_trip() {
     let ids = &ids[..96];
     let x = gguf.forward(ids, 1).unwrap();
     let y = hf.forward(ids, 1).unwrap();
-    let d = (x - y)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = common::max_abs_diff(&x, &y);
     assert!(d <= 1e-6, "max |Δlogit| = {d}");
 
     let p1 = perplexity_of_file(&gguf, &a.moby_dick, 64, 2, &mut |_, _| {}).unwrap();

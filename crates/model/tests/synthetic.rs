@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::tiny;
+use common::{max_abs_diff, tiny};
 use sparseswaps_model::{
-    load, save_hf_dir, Architecture, CapturePoint, LinearKind, ModelError, SaveDtype, SourceDtype,
+    load, save_hf_dir, Architecture, CapturePoint, LinearKind, Model, ModelError, SaveDtype,
+    SourceDtype,
 };
 
 /// Max |Δlogit| between our f32 forward and the f64 reference.
@@ -21,6 +22,26 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
         .zip(b)
         .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (*p as f64 - q).abs()))
         .fold(0.0, f64::max)
+}
+
+/// The weight matrix of linear layer `kind` in block `l`, as rows.
+fn weight_rows(model: &Model, kind: LinearKind, l: usize) -> Vec<Vec<f32>> {
+    model
+        .weight(&kind.weight_name(l))
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+}
+
+/// The named weight, flattened.
+fn weight_flat(model: &Model, name: &str) -> Vec<f32> {
+    model
+        .weight(name)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -47,13 +68,7 @@ fn sharded_qwen2_with_bias_loads_and_matches_reference() {
     let b = &ids[1..5];
     let both = model.forward(&[a, b].concat(), 2).unwrap();
     let alone = model.forward(b, 1).unwrap();
-    let diff = (both.narrow(0, 1, 1).unwrap() - alone)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
-    assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    assert!(max_abs_diff(&both.narrow(0, 1, 1).unwrap(), &alone) < 1e-5);
 }
 
 #[test]
@@ -80,16 +95,8 @@ fn block_interface_captures_the_inputs_of_every_linear_layer() {
         assert_eq!(cap.input_of(LinearKind::K), cap.get(CapturePoint::Attn));
         assert_eq!(cap.input_of(LinearKind::Up), &cap.mlp);
         // out = in + attn_out · Woᵀ + mlp_act · Wdᵀ: the o_proj and down_proj inputs.
-        let wo = model
-            .weight(&LinearKind::O.weight_name(l))
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        let wd = model
-            .weight(&LinearKind::Down.weight_name(l))
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let wo = weight_rows(&model, LinearKind::O, l);
+        let wd = weight_rows(&model, LinearKind::Down, l);
         let hin = h.flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
         let hout = out.flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
         for t in 0..n {
@@ -107,16 +114,8 @@ fn block_interface_captures_the_inputs_of_every_linear_layer() {
             }
         }
         // mlp_act = silu(mlp · Wgᵀ) · (mlp · Wuᵀ): the gate/up input.
-        let wg = model
-            .weight(&LinearKind::Gate.weight_name(l))
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        let wu = model
-            .weight(&LinearKind::Up.weight_name(l))
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let wg = weight_rows(&model, LinearKind::Gate, l);
+        let wu = weight_rows(&model, LinearKind::Up, l);
         for t in 0..n {
             let x = &cap.mlp.data[t * tiny::HIDDEN..(t + 1) * tiny::HIDDEN];
             for k in 0..tiny::INTER {
@@ -129,14 +128,7 @@ fn block_interface_captures_the_inputs_of_every_linear_layer() {
         h = out;
     }
     let blockwise = model.logits(&h).unwrap();
-    let diff = (blockwise - &full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&blockwise, &full);
     assert!(
         diff < 1e-5,
         "block-by-block logits differ from forward by {diff}"
@@ -150,14 +142,7 @@ fn block_interface_captures_the_inputs_of_every_linear_layer() {
         .set_weight_f32(name, vec![0.0; shape[0] * shape[1]])
         .unwrap();
     let changed = model.forward(ids, 2).unwrap();
-    let diff = (changed - &full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&changed, &full);
     assert!(diff > 1e-3);
     let e = model
         .weight("model.layers.9.mlp.up_proj.weight")
@@ -184,14 +169,7 @@ fn writer_round_trips_f32_exactly_and_bf16_rounded() {
     save_hf_dir(&model, &out, SaveDtype::F32, false).unwrap();
     let back = load(&out).unwrap();
     let got = back.forward(&ids, 1).unwrap();
-    let diff = (got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&got, &want);
     assert_eq!(diff, 0.0);
     assert_eq!(back.config(), model.config());
 
@@ -208,20 +186,8 @@ fn writer_round_trips_f32_exactly_and_bf16_rounded() {
     let back = load(&out).unwrap();
     assert_eq!(back.source().dtype, SourceDtype::BF16);
     let name = "model.layers.0.self_attn.q_proj.weight";
-    let a = model
-        .weight(name)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = back
-        .weight(name)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let a = weight_flat(&model, name);
+    let b = weight_flat(&back, name);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(half::bf16::from_f32(*x).to_f32(), *y);
     }
@@ -248,20 +214,10 @@ fn gguf_with_permuted_qk_matches_the_hf_weights() {
     assert_eq!(ids, b.encode(text).unwrap());
     for k in LinearKind::ALL {
         let n = k.weight_name(1);
-        let d = (a.weight(&n).unwrap() - b.weight(&n).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{n}");
+        let d = max_abs_diff(a.weight(&n).unwrap(), b.weight(&n).unwrap());
+        assert_eq!(d, 0.0, "{n}");
     }
-    let d = (a.forward(&ids, 1).unwrap() - b.forward(&ids, 1).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
-    assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+    let d = max_abs_diff(&a.forward(&ids, 1).unwrap(), &b.forward(&ids, 1).unwrap());
+    assert_eq!(d, 0.0);
     assert!(matches!(b.source().dtype, SourceDtype::Gguf(ref q) if q == "F32"));
 }

@@ -439,39 +439,15 @@ pub fn reference_logits(w: &Weights, ids: &[u32], tied: bool) -> Vec<Vec<f64>> {
             .iter()
             .map(|x| norm(x, g(&format!("{p}.input_layernorm.weight"))))
             .collect();
-        let mut q: Vec<Vec<f64>> = xn
-            .iter()
-            .map(|x| {
-                lin(
-                    x,
-                    g(&format!("{p}.self_attn.q_proj.weight")),
-                    b("self_attn.q_proj"),
-                    HEADS * HEAD_DIM,
-                )
-            })
-            .collect();
-        let mut k: Vec<Vec<f64>> = xn
-            .iter()
-            .map(|x| {
-                lin(
-                    x,
-                    g(&format!("{p}.self_attn.k_proj.weight")),
-                    b("self_attn.k_proj"),
-                    KV_HEADS * HEAD_DIM,
-                )
-            })
-            .collect();
-        let v: Vec<Vec<f64>> = xn
-            .iter()
-            .map(|x| {
-                lin(
-                    x,
-                    g(&format!("{p}.self_attn.v_proj.weight")),
-                    b("self_attn.v_proj"),
-                    KV_HEADS * HEAD_DIM,
-                )
-            })
-            .collect();
+        // One attention input projection (`q_proj`, `k_proj`, `v_proj`) of every position.
+        let proj = |m: &str, out: usize| -> Vec<Vec<f64>> {
+            let wt = g(&format!("{p}.self_attn.{m}.weight"));
+            let bias = b(&format!("self_attn.{m}"));
+            xn.iter().map(|x| lin(x, wt, bias, out)).collect()
+        };
+        let mut q = proj("q_proj", HEADS * HEAD_DIM);
+        let mut k = proj("k_proj", KV_HEADS * HEAD_DIM);
+        let v = proj("v_proj", KV_HEADS * HEAD_DIM);
         for t in 0..s {
             rope(&mut q[t], t);
             rope(&mut k[t], t);
