@@ -201,37 +201,14 @@ fn emulated_kernels_match_the_cpu_engine_bit_for_bit() {
     };
     // (rows, d_in, pattern, seed, options): tile edges (d_in 129 > one 128-wide u tile,
     // 33+ rows > one 32-row block), no cap, frequent recomputes, N:M with M = 4 and 8.
+    let unstructured = |s| Pattern::unstructured(s).unwrap();
     let cases = [
-        (
-            9,
-            64,
-            Pattern::unstructured(0.5).unwrap(),
-            1,
-            opts(Some(100), 32),
-        ),
-        (
-            5,
-            129,
-            Pattern::unstructured(0.3).unwrap(),
-            3,
-            opts(Some(20), 4),
-        ),
+        (9, 64, unstructured(0.5), 1, opts(Some(100), 32)),
+        (5, 129, unstructured(0.3), 3, opts(Some(20), 4)),
         (6, 96, Pattern::n_m(2, 8).unwrap(), 6, opts(None, 3)),
         (11, 64, Pattern::n_m(2, 4).unwrap(), 5, opts(Some(100), 32)),
-        (
-            4,
-            32,
-            Pattern::unstructured(0.0).unwrap(),
-            7,
-            opts(Some(100), 32),
-        ),
-        (
-            4,
-            32,
-            Pattern::unstructured(0.5).unwrap(),
-            8,
-            opts(Some(0), 32),
-        ),
+        (4, 32, unstructured(0.0), 7, opts(Some(100), 32)),
+        (4, 32, unstructured(0.5), 8, opts(Some(0), 32)),
     ];
     for (rows, d, pattern, seed, o) in cases {
         let c = case(rows, d, pattern, seed);

@@ -90,6 +90,11 @@ fn err_text(e: PluginError) -> String {
     e.to_string()
 }
 
+/// The error text of a `compute_mask` call that must fail.
+fn mask_err(p: &Plugin, input: &MaskInput, pattern: Pattern) -> String {
+    err_text(p.compute_mask(input, &pattern).unwrap_err())
+}
+
 #[test]
 fn ria_plugin_matches_the_rust_reference() {
     let reg = Registry::discover(&SearchPath::only(&[ria_dir().to_path_buf()]));
@@ -140,7 +145,7 @@ fn ria_reports_its_own_errors() {
     let ria = Plugin::load(&ria_dir().join(lib_name("ria"))).unwrap();
     let (w, _) = layer(2, 8, 2);
     let p = Pattern::unstructured(0.5).unwrap();
-    let e = err_text(ria.compute_mask(&input(&w, 2, 8, None), &p).unwrap_err());
+    let e = mask_err(&ria, &input(&w, 2, 8, None), p);
     assert!(
         e.contains("plugin 'ria'")
             && e.contains("libria")
@@ -153,7 +158,7 @@ fn ria_reports_its_own_errors() {
         options: Some("beta=2"),
         ..input(&w, 2, 8, Some(&d))
     };
-    let e = err_text(ria.compute_mask(&bad, &p).unwrap_err());
+    let e = mask_err(&ria, &bad, p);
     assert!(e.contains("bad options 'beta=2'"), "{e}");
 }
 
@@ -276,12 +281,10 @@ fn plugin_error_code_and_message_are_shown() {
     let path = fixture("FAILS");
     let p = Plugin::load(&path).unwrap();
     let (w, d) = layer(2, 8, 3);
-    let e = err_text(
-        p.compute_mask(
-            &input(&w, 2, 8, Some(&d)),
-            &Pattern::unstructured(0.5).unwrap(),
-        )
-        .unwrap_err(),
+    let e = mask_err(
+        &p,
+        &input(&w, 2, 8, Some(&d)),
+        Pattern::unstructured(0.5).unwrap(),
     );
     assert_eq!(
         e,
@@ -304,10 +307,7 @@ fn rust_plugin_panic_is_caught_and_reported() {
     let (w, d) = layer(3, 8, 4);
     for _ in 0..2 {
         // Twice: the process and the plugin survive a caught panic.
-        let e = err_text(
-            p.compute_mask(&input(&w, 3, 8, Some(&d)), &Pattern::n_m(2, 4).unwrap())
-                .unwrap_err(),
-        );
+        let e = mask_err(&p, &input(&w, 3, 8, Some(&d)), Pattern::n_m(2, 4).unwrap());
         assert_eq!(
             e,
             format!(
@@ -323,12 +323,10 @@ fn mask_with_a_wrong_row_count_is_rejected() {
     let path = fixture("BAD_COUNT");
     let p = Plugin::load(&path).unwrap();
     let (w, d) = layer(3, 8, 5);
-    let e = err_text(
-        p.compute_mask(
-            &input(&w, 3, 8, Some(&d)),
-            &Pattern::unstructured(0.5).unwrap(),
-        )
-        .unwrap_err(),
+    let e = mask_err(
+        &p,
+        &input(&w, 3, 8, Some(&d)),
+        Pattern::unstructured(0.5).unwrap(),
     );
     assert_eq!(
         e,
@@ -347,10 +345,7 @@ fn mask_breaking_n_m_is_rejected() {
     let path = fixture("BAD_NM");
     let p = Plugin::load(&path).unwrap();
     let (w, d) = layer(2, 12, 6);
-    let e = err_text(
-        p.compute_mask(&input(&w, 2, 12, Some(&d)), &Pattern::n_m(2, 4).unwrap())
-            .unwrap_err(),
-    );
+    let e = mask_err(&p, &input(&w, 2, 12, Some(&d)), Pattern::n_m(2, 4).unwrap());
     assert_eq!(
         e,
         format!(
@@ -365,10 +360,7 @@ fn unsupported_pattern_is_refused_before_the_call() {
     let path = fixture("UNSTRUCTURED_ONLY");
     let p = Plugin::load(&path).unwrap();
     let (w, d) = layer(2, 8, 7);
-    let e = err_text(
-        p.compute_mask(&input(&w, 2, 8, Some(&d)), &Pattern::n_m(2, 4).unwrap())
-            .unwrap_err(),
-    );
+    let e = mask_err(&p, &input(&w, 2, 8, Some(&d)), Pattern::n_m(2, 4).unwrap());
     assert_eq!(
         e,
         format!(
@@ -389,25 +381,22 @@ fn unsupported_pattern_is_refused_before_the_call() {
 fn inputs_are_checked_before_the_call() {
     let ria = Plugin::load(&ria_dir().join(lib_name("ria"))).unwrap();
     let (w, d) = layer(2, 8, 8);
-    let e = err_text(
-        ria.compute_mask(
-            &input(&w[..15], 2, 8, Some(&d)),
-            &Pattern::unstructured(0.5).unwrap(),
-        )
-        .unwrap_err(),
+    let e = mask_err(
+        &ria,
+        &input(&w[..15], 2, 8, Some(&d)),
+        Pattern::unstructured(0.5).unwrap(),
     );
     assert!(e.contains("weights have 15 values, expected 2 x 8"), "{e}");
-    let e = err_text(
-        ria.compute_mask(
-            &input(&w, 2, 8, Some(&d[..7])),
-            &Pattern::unstructured(0.5).unwrap(),
-        )
-        .unwrap_err(),
+    let e = mask_err(
+        &ria,
+        &input(&w, 2, 8, Some(&d[..7])),
+        Pattern::unstructured(0.5).unwrap(),
     );
     assert!(e.contains("Gram diagonal has 7 values"), "{e}");
-    let e = err_text(
-        ria.compute_mask(&input(&w, 2, 8, Some(&d)), &Pattern::n_m(1, 3).unwrap())
-            .unwrap_err(),
+    let e = mask_err(
+        &ria,
+        &input(&w, 2, 8, Some(&d)),
+        Pattern::n_m(1, 3).unwrap(),
     );
     assert!(e.contains("does not divide"), "{e}");
 }

@@ -51,14 +51,17 @@ fn read_err(bytes: &[u8], name: Option<&str>) -> String {
     e
 }
 
+/// Asserts that the error text `e` ends with `tail`, showing `e` when it does not.
+fn assert_ends_with(e: &str, tail: &str) {
+    assert!(e.ends_with(tail), "{e}");
+}
+
 #[test]
 fn truncated_header_length() {
     let e = read_err(b"\x10\x00\x00", None);
-    assert!(
-        e.ends_with(
-            "not a valid safetensors file (file is 3 bytes, shorter than the 8-byte header length)"
-        ),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "not a valid safetensors file (file is 3 bytes, shorter than the 8-byte header length)",
     );
 }
 
@@ -99,25 +102,20 @@ fn tensor_data_offsets_out_of_range() {
     // `w` claims bytes 0..24 but the data section has 8.
     let h = r#"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}"#;
     let e = read_err(&raw(h, &[0; 8]), Some("w"));
-    assert!(
-        e.ends_with("not a valid safetensors file (tensor 'w': data_offsets [0, 24] lie outside the 8 bytes of data)"),
-        "{e}"
-    );
+    assert_ends_with(&e, "not a valid safetensors file (tensor 'w': data_offsets [0, 24] lie outside the 8 bytes of data)");
     // Offsets that disagree with the shape (2 x 3 f32 is 24 bytes, not 16).
     let h = r#"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}}"#;
     let e = read_err(&raw(h, &[0; 16]), Some("w"));
-    assert!(
-        e.ends_with(
-            "(tensor 'w': shape [2, 3] of F32 needs 24 bytes, data_offsets [0, 16] hold 16)"
-        ),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "(tensor 'w': shape [2, 3] of F32 needs 24 bytes, data_offsets [0, 16] hold 16)",
     );
     // A shape whose element count overflows.
     let h = r#"{"w":{"dtype":"F32","shape":[18446744073709551615,3],"data_offsets":[0,16]}}"#;
     let e = read_err(&raw(h, &[0; 16]), Some("w"));
-    assert!(
-        e.ends_with("(tensor 'w': shape [18446744073709551615, 3] has more elements than any file can hold)"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "(tensor 'w': shape [18446744073709551615, 3] has more elements than any file can hold)",
     );
 }
 
@@ -125,9 +123,9 @@ fn tensor_data_offsets_out_of_range() {
 fn unsupported_dtype_names_the_tensor() {
     let h = r#"{"w":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}"#;
     let e = read_err(&raw(h, &[0; 16]), Some("w"));
-    assert!(
-        e.ends_with("tensor 'w' has dtype I32; expected f64, f32, f16, bf16 or u8"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "tensor 'w' has dtype I32; expected f64, f32, f16, bf16 or u8",
     );
     // A mask must be u8 or bool.
     let dir = tempfile::tempdir().unwrap();
@@ -142,9 +140,9 @@ fn unsupported_dtype_names_the_tensor() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.ends_with("mask.safetensors: tensor 'w' has dtype F32; a mask must be u8 or bool"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        "mask.safetensors: tensor 'w' has dtype F32; a mask must be u8 or bool",
     );
 }
 
@@ -170,8 +168,8 @@ fn in_memory_reading_matches_the_file_reader() {
 fn control_characters_in_tensor_names_are_escaped() {
     let h = r#"{"a\nb":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}"#;
     let e = read_err(&raw(h, &[0; 16]), None);
-    assert!(
-        e.ends_with(r"tensor 'a\nb' has dtype I32; expected f64, f32, f16, bf16 or u8"),
-        "{e}"
+    assert_ends_with(
+        &e,
+        r"tensor 'a\nb' has dtype I32; expected f64, f32, f16, bf16 or u8",
     );
 }
