@@ -49,6 +49,11 @@ plot = false
     )
 }
 
+/// The one-line error of a run that must fail.
+fn run_err(cfg: &PipelineConfig, cfg_path: &Path, opts: &RunOptions) -> String {
+    run(cfg, cfg_path, opts, &|_| {}).unwrap_err().to_string()
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -62,9 +67,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn nan_in_block_1_activations_names_the_layer_and_keeps_block_0() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, p) = setup(dir.path(), Some("model.layers.1.self_attn.q_proj.weight"));
-    let err = run(&cfg, &p, &RunOptions::default(), &|_| {})
-        .unwrap_err()
-        .to_string();
+    let err = run_err(&cfg, &p, &RunOptions::default());
     // q_proj's NaN reaches the attention output: the input of o_proj.
     assert!(
         err.contains("input of model.layers.1.self_attn.o_proj") && err.contains("non-finite"),
@@ -99,7 +102,7 @@ fn nan_in_block_1_activations_names_the_layer_and_keeps_block_0() {
         resume: true,
         ..RunOptions::default()
     };
-    let again = run(&cfg, &p, &opts, &|_| {}).unwrap_err().to_string();
+    let again = run_err(&cfg, &p, &opts);
     assert!(
         again.contains("input of model.layers.1.self_attn.o_proj"),
         "{again}"
@@ -112,9 +115,7 @@ fn nan_in_block_1_activations_names_the_layer_and_keeps_block_0() {
 fn nan_in_block_0_activations_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, p) = setup(dir.path(), Some("model.layers.0.mlp.gate_proj.weight"));
-    let err = run(&cfg, &p, &RunOptions::default(), &|_| {})
-        .unwrap_err()
-        .to_string();
+    let err = run_err(&cfg, &p, &RunOptions::default());
     assert!(
         err.contains("input of model.layers.0.mlp.down_proj") && err.contains("non-finite"),
         "{err}"
@@ -161,9 +162,7 @@ fn stopped_tiny_run_resumes_to_the_same_bytes_and_force_starts_over() {
 
     // Without --resume the leftover is refused, and left as it is.
     let saved = std::fs::read(&manifest).unwrap();
-    let e = run(&cfg, &p, &RunOptions::default(), &|_| {})
-        .unwrap_err()
-        .to_string();
+    let e = run_err(&cfg, &p, &RunOptions::default());
     assert!(
         e.contains("holds an unfinished run") && e.contains("1 of 2 blocks checkpointed"),
         "{e}"
@@ -180,7 +179,7 @@ fn stopped_tiny_run_resumes_to_the_same_bytes_and_force_starts_over() {
         resume: true,
         ..RunOptions::default()
     };
-    let e = run(&cfg, &p, &resume, &|_| {}).unwrap_err().to_string();
+    let e = run_err(&cfg, &p, &resume);
     assert!(
         e.contains("resume refused: the checkpoint was written by sparseswaps 0.0.1")
             && e.contains(&format!("this is {v}")),

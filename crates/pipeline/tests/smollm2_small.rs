@@ -42,16 +42,40 @@ windows = 4
     )
 }
 
+/// The config of a smaller run (4 x 128 calibration tokens): `sections` stand between
+/// `[calibration]` and `[output]`, and `output_opts` follow the output's `dir`.
+fn small_run_config(assets: &Path, out: &Path, sections: &str, output_opts: &str) -> String {
+    format!(
+        r#"
+[model]
+path = "{a}/smollm2-135m-instruct-q4_1.gguf"
+[calibration]
+text = "{a}/brown.txt"
+samples = 4
+seq_len = 128
+{sections}[output]
+dir = "{o}"
+{output_opts}"#,
+        a = assets.display(),
+        o = out.display()
+    )
+}
+
+/// Writes the config `text` to `cfg_path`, parses it and runs the pipeline to success.
+fn write_and_run(cfg_path: &Path, text: &str) -> (PipelineConfig, RunReport) {
+    std::fs::write(cfg_path, text).unwrap();
+    let cfg = PipelineConfig::from_toml(cfg_path, text).unwrap();
+    let report = run(&cfg, cfg_path, &RunOptions::default(), &|_| {}).unwrap();
+    (cfg, report)
+}
+
 #[test]
 fn prunes_smollm2_end_to_end() {
     let Some(assets) = assets() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let cfg_path = dir.path().join("p.toml");
-    let text = config(&assets, &out, "");
-    std::fs::write(&cfg_path, &text).unwrap();
-    let cfg = PipelineConfig::from_toml(&cfg_path, &text).unwrap();
-    let report = run(&cfg, &cfg_path, &RunOptions::default(), &|_| {}).unwrap();
+    let (cfg, report) = write_and_run(&cfg_path, &config(&assets, &out, ""));
 
     assert_eq!(
         report.layers.len(),
@@ -175,15 +199,10 @@ fn sublayer_two_of_four_on_two_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let p = dir.path().join("sub.toml");
-    let text = format!(
-        r#"
-[model]
-path = "{a}/smollm2-135m-instruct-q4_1.gguf"
-[calibration]
-text = "{a}/brown.txt"
-samples = 4
-seq_len = 128
-[targets]
+    let text = small_run_config(
+        &assets,
+        &out,
+        r#"[targets]
 include = ["model.layers.0.*", "model.layers.1.*"]
 exclude = ["*.k_proj"]
 [pattern]
@@ -193,16 +212,10 @@ name = "magnitude"
 [refine]
 sequential = "sublayer"
 max_swaps = "none"
-[output]
-dir = "{o}"
-model = false
 "#,
-        a = assets.display(),
-        o = out.display()
+        "model = false\n",
     );
-    std::fs::write(&p, &text).unwrap();
-    let cfg = PipelineConfig::from_toml(&p, &text).unwrap();
-    let report = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    let (_, report) = write_and_run(&p, &text);
     assert_eq!(report.layers.len(), 12);
     assert!(report.layers.iter().all(|l| !l.name.ends_with("k_proj")));
     for l in &report.layers {
@@ -233,15 +246,10 @@ fn layer_budget_with_reconstruction_on_one_block() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let p = dir.path().join("budget.toml");
-    let text = format!(
-        r#"
-[model]
-path = "{a}/smollm2-135m-instruct-q4_1.gguf"
-[calibration]
-text = "{a}/brown.txt"
-samples = 4
-seq_len = 128
-[targets]
+    let text = small_run_config(
+        &assets,
+        &out,
+        r#"[targets]
 include = ["model.layers.0.*"]
 [pattern]
 sparsity = 0.5
@@ -249,16 +257,10 @@ sparsity = 0.5
 max_swaps = 20
 budget = "layer"
 reconstruct = true
-[output]
-dir = "{o}"
-plot = false
 "#,
-        a = assets.display(),
-        o = out.display()
+        "plot = false\n",
     );
-    std::fs::write(&p, &text).unwrap();
-    let cfg = PipelineConfig::from_toml(&p, &text).unwrap();
-    let report = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    let (_, report) = write_and_run(&p, &text);
     assert_eq!(report.layers.len(), 7);
     let mut moves = 0;
     for l in &report.layers {
