@@ -12,6 +12,14 @@ fn sparseswaps(args: &[&str]) -> std::process::Output {
         .expect("run sparseswaps")
 }
 
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn write(path: &Path, name: &str, shape: Vec<usize>, data: &[f32]) {
     write_safetensors_atomic(path, &[(name.into(), OwnedTensor::f32(shape, data))], None).unwrap();
 }
@@ -57,81 +65,48 @@ fn activations_give_the_same_mask_as_their_gram() {
         "--sparsity",
         "0.5",
     ];
-    let out = sparseswaps(
-        &[
-            &common[..],
-            &[
-                "--activations",
-                ap.to_str().unwrap(),
-                "--out",
-                m1.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = sparseswaps(
-        &[
-            &common[..],
-            &[
-                "--gram",
-                gp.to_str().unwrap(),
-                "--out",
-                m2.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let refine = |rest: &[&str]| sparseswaps(&[&common[..], rest].concat());
+    assert_ok(&refine(&[
+        "--activations",
+        ap.to_str().unwrap(),
+        "--out",
+        m1.to_str().unwrap(),
+    ]));
+    assert_ok(&refine(&[
+        "--gram",
+        gp.to_str().unwrap(),
+        "--out",
+        m2.to_str().unwrap(),
+    ]));
     let a = read_tensor_u8(&TensorSpec::parse(m1.to_str().unwrap()), 2).unwrap();
     let b = read_tensor_u8(&TensorSpec::parse(m2.to_str().unwrap()), 2).unwrap();
     assert_eq!(a.data, b.data);
 
     // Exactly one of --gram and --activations.
     let m3 = dir.path().join("m3.safetensors");
-    let both = sparseswaps(
-        &[
-            &common[..],
-            &[
-                "--gram",
-                gp.to_str().unwrap(),
-                "--activations",
-                ap.to_str().unwrap(),
-                "--out",
-                m3.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
+    let both = refine(&[
+        "--gram",
+        gp.to_str().unwrap(),
+        "--activations",
+        ap.to_str().unwrap(),
+        "--out",
+        m3.to_str().unwrap(),
+    ]);
     assert!(!both.status.success());
     assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
-    let none = sparseswaps(&[&common[..], &["--out", m3.to_str().unwrap()]].concat());
+    let none = refine(&["--out", m3.to_str().unwrap()]);
     assert!(!none.status.success());
 
     // A NaN in the activations names the file, the row and the column.
     let mut bad = x.clone();
     bad[4100 * d_in + 7] = f32::NAN;
     write(&ap, "x", vec![tokens, d_in], &bad);
-    let out = sparseswaps(
-        &[
-            &common[..],
-            &[
-                "--activations",
-                ap.to_str().unwrap(),
-                "--out",
-                m3.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
+    let out = refine(&[
+        "--activations",
+        ap.to_str().unwrap(),
+        "--out",
+        m3.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // Row 4100 is in the second batch of 4096 tokens; the message names the file's row.

@@ -8,11 +8,12 @@ mod c_build;
 mod ria_ref;
 
 use sparseswaps_tensor_io::{read_tensor_u8, write_safetensors_atomic, OwnedTensor, TensorSpec};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn sparseswaps(args: &[&str], env: &[(&str, &Path)]) -> Output {
+fn sparseswaps<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparseswaps"));
     cmd.args(args).env_remove("SPARSESWAPS_PLUGIN_PATH");
     for (k, v) in env {
@@ -27,6 +28,28 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `refine-layer --weight W --gram G` followed by `rest`.
+fn refine_layer_args(wp: &Path, gp: &Path, rest: &[&str]) -> Vec<String> {
+    [
+        "refine-layer",
+        "--weight",
+        wp.to_str().unwrap(),
+        "--gram",
+        gp.to_str().unwrap(),
+    ]
+    .iter()
+    .chain(rest)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The 0/1 mask written at `p`.
+fn read_mask(p: &Path) -> Vec<u8> {
+    read_tensor_u8(&TensorSpec::parse(p.to_str().unwrap()), 2)
+        .unwrap()
+        .data
 }
 
 /// The RIA example plugin, compiled once for this test binary.
@@ -151,28 +174,24 @@ fn refine_layer_with_the_ria_plugin_end_to_end() {
     );
     let report = dir.path().join("r.json");
     let args = |warm: &str, out: &Path| -> Vec<String> {
-        [
-            "refine-layer",
-            "--weight",
-            wp.to_str().unwrap(),
-            "--gram",
-            gp.to_str().unwrap(),
-            "--sparsity",
-            "0.5",
-            "--warm-start",
-            warm,
-            "--plugin-dir",
-            ria_dir().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+        refine_layer_args(
+            &wp,
+            &gp,
+            &[
+                "--sparsity",
+                "0.5",
+                "--warm-start",
+                warm,
+                "--plugin-dir",
+                ria_dir().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        )
     };
-    let a = args("ria", &m1);
-    let out = sparseswaps(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let out = sparseswaps(&args("ria", &m1), &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("warm start         ria (plugin 1.0.0,"), "{t}");
@@ -190,17 +209,11 @@ fn refine_layer_with_the_ria_plugin_end_to_end() {
         None,
     )
     .unwrap();
-    let a = args(&format!("mask:{}", ref_mask.display()), &m2);
-    let out = sparseswaps(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let out = sparseswaps(&args(&format!("mask:{}", ref_mask.display()), &m2), &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let read = |p: &Path| {
-        read_tensor_u8(&TensorSpec::parse(p.to_str().unwrap()), 2)
-            .unwrap()
-            .data
-    };
-    assert_eq!(read(&m1), read(&m2));
+    assert_eq!(read_mask(&m1), read_mask(&m2));
     assert_eq!(
-        read(&m1).iter().map(|&v| v as usize).sum::<usize>(),
+        read_mask(&m1).iter().map(|&v| v as usize).sum::<usize>(),
         d_out * d_in / 2
     );
 }
@@ -212,19 +225,18 @@ fn bundled_plugins_need_no_flags_and_unknown_names_fail_clearly() {
     let out_path = dir.path().join("m.safetensors");
     let run = |warm: &str| {
         sparseswaps(
-            &[
-                "refine-layer",
-                "--weight",
-                wp.to_str().unwrap(),
-                "--gram",
-                gp.to_str().unwrap(),
-                "--pattern",
-                "2:4",
-                "--warm-start",
-                warm,
-                "--out",
-                out_path.to_str().unwrap(),
-            ],
+            &refine_layer_args(
+                &wp,
+                &gp,
+                &[
+                    "--pattern",
+                    "2:4",
+                    "--warm-start",
+                    warm,
+                    "--out",
+                    out_path.to_str().unwrap(),
+                ],
+            ),
             &[],
         )
     };
@@ -259,19 +271,18 @@ fn a_binary_without_plugins_falls_back_to_the_built_in_warm_starts() {
     std::fs::copy(env!("CARGO_BIN_EXE_sparseswaps"), &exe).unwrap();
     let run = |exe: &Path, out: &Path| {
         let mut cmd = Command::new(exe);
-        cmd.args([
-            "refine-layer",
-            "--weight",
-            wp.to_str().unwrap(),
-            "--gram",
-            gp.to_str().unwrap(),
-            "--sparsity",
-            "0.5",
-            "--warm-start",
-            "wanda",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        cmd.args(refine_layer_args(
+            &wp,
+            &gp,
+            &[
+                "--sparsity",
+                "0.5",
+                "--warm-start",
+                "wanda",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ))
         .env_remove("SPARSESWAPS_PLUGIN_PATH");
         cmd.output().unwrap()
     };
@@ -291,10 +302,5 @@ fn a_binary_without_plugins_falls_back_to_the_built_in_warm_starts() {
     // Same mask as through the plugin.
     let out = run(Path::new(env!("CARGO_BIN_EXE_sparseswaps")), &m2);
     assert!(out.status.success(), "{}", text(&out));
-    let read = |p: &Path| {
-        read_tensor_u8(&TensorSpec::parse(p.to_str().unwrap()), 2)
-            .unwrap()
-            .data
-    };
-    assert_eq!(read(&m1), read(&m2));
+    assert_eq!(read_mask(&m1), read_mask(&m2));
 }

@@ -9,6 +9,22 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sparseswaps"))
 }
 
+/// `sparseswaps refine-layer --weight W --gram G`, for the caller to add the rest.
+fn refine_layer(w: &str, g: &str) -> Command {
+    let mut cmd = bin();
+    cmd.args(["refine-layer", "--weight", w, "--gram", g]);
+    cmd
+}
+
+/// The `mask` tensor of the safetensors file at `path`.
+fn read_mask(path: &Path) -> sparseswaps_tensor_io::Loaded<u8> {
+    sparseswaps_tensor_io::read_tensor_u8(
+        &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:mask", path.display())),
+        2,
+    )
+    .unwrap()
+}
+
 /// A small layer: weights [6, 8] and a PSD Gram [8, 8] (X Xᵀ of 20 samples).
 fn layer(dir: &Path) -> (PathBuf, PathBuf) {
     let (d_out, d_in, t) = (6, 8, 20);
@@ -80,9 +96,7 @@ fn refines_and_writes_mask_and_report() {
     let out = dir.path().join("mask.safetensors");
     let rep = dir.path().join("report.json");
     for warm in ["magnitude", "wanda"] {
-        let o = bin()
-            .args(["refine-layer", "--weight", w.to_str().unwrap(), "--gram"])
-            .arg(&g)
+        let o = refine_layer(w.to_str().unwrap(), g.to_str().unwrap())
             .args(["--sparsity", "0.5", "--warm-start", warm, "--out"])
             .arg(&out)
             .arg("--report")
@@ -95,11 +109,7 @@ fn refines_and_writes_mask_and_report() {
             stdout.contains("refined error") && stdout.contains("reduction"),
             "{stdout}"
         );
-        let m = sparseswaps_tensor_io::read_tensor_u8(
-            &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:mask", out.display())),
-            2,
-        )
-        .unwrap();
+        let m = read_mask(&out);
         assert_eq!(m.shape, vec![6, 8]);
         for row in m.data.chunks(8) {
             assert_eq!(row.iter().map(|&v| v as usize).sum::<usize>(), 4);
@@ -111,14 +121,7 @@ fn refines_and_writes_mask_and_report() {
         assert_eq!(r["rows"].as_array().unwrap().len(), 6);
     }
     // The refined mask is a valid warm start for another run, here under 2:4.
-    let o = bin()
-        .args([
-            "refine-layer",
-            "--weight",
-            w.to_str().unwrap(),
-            "--gram",
-            g.to_str().unwrap(),
-        ])
+    let o = refine_layer(w.to_str().unwrap(), g.to_str().unwrap())
         .args([
             "--pattern",
             "2:4",
@@ -134,14 +137,7 @@ fn refines_and_writes_mask_and_report() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let spec = format!("mask:{}", out.display());
     let out2 = dir.path().join("mask2.safetensors");
-    let o = bin()
-        .args([
-            "refine-layer",
-            "--weight",
-            w.to_str().unwrap(),
-            "--gram",
-            g.to_str().unwrap(),
-        ])
+    let o = refine_layer(w.to_str().unwrap(), g.to_str().unwrap())
         .args(["--pattern", "2:4", "--warm-start", &spec, "--out"])
         .arg(&out2)
         .output()
@@ -301,16 +297,8 @@ fn budget_and_reconstruction() {
         format!("{}:weight", w.display()),
         format!("{}:gram", g.display()),
     );
-    let o = bin()
-        .args([
-            "refine-layer",
-            "--weight",
-            &ws,
-            "--gram",
-            &gs,
-            "--sparsity",
-            "0.5",
-        ])
+    let o = refine_layer(&ws, &gs)
+        .args(["--sparsity", "0.5"])
         .args(["--budget", "layer", "--reconstruct", "--max-swaps", "none"])
         .args([
             "--out",
@@ -327,11 +315,7 @@ fn budget_and_reconstruction() {
         stdout.contains("kept per row") && stdout.contains("reconstructed error"),
         "{stdout}"
     );
-    let mask = sparseswaps_tensor_io::read_tensor_u8(
-        &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:mask", out.display())),
-        2,
-    )
-    .unwrap();
+    let mask = read_mask(&out);
     assert_eq!(mask.data.iter().filter(|&&m| m == 1).count(), 6 * 4);
     let nw = sparseswaps_tensor_io::read_tensor_f32(
         &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:weight", wout.display())),
