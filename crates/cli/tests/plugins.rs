@@ -22,6 +22,22 @@ fn sparseswaps<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
     cmd.output().expect("run sparseswaps")
 }
 
+/// Runs a command whose program was just written by this process. Another test thread
+/// that forks between our write and its own exec briefly holds the file open for writing,
+/// and exec then fails with ETXTBSY ("Text file busy"); that passes, so retry.
+fn output_of_fresh_copy(cmd: &mut Command) -> Output {
+    const ETXTBSY: i32 = 26;
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{:?} stayed busy (ETXTBSY) for 2 s", cmd.get_program())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -284,7 +300,7 @@ fn a_binary_without_plugins_falls_back_to_the_built_in_warm_starts() {
             ],
         ))
         .env_remove("SPARSESWAPS_PLUGIN_PATH");
-        cmd.output().unwrap()
+        output_of_fresh_copy(&mut cmd)
     };
     let (m1, m2) = (
         dir.path().join("m1.safetensors"),
