@@ -145,40 +145,41 @@ const F64: &str = "f64:";
 /// the same report rows (and compare the same config) as an uninterrupted one; Rust's
 /// own `f64` parsing of the shortest representation is exact.
 fn exact_floats_out(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Number(n) if n.is_f64() => {
-            Value::String(format!("{F64}{:?}", n.as_f64().unwrap_or(f64::NAN)))
+    map_leaves(v, &|leaf| match leaf {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            serde_json::Value::String(format!("{F64}{:?}", n.as_f64().unwrap_or(f64::NAN)))
         }
-        Value::Array(a) => Value::Array(a.into_iter().map(exact_floats_out).collect()),
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (k, exact_floats_out(v)))
-                .collect(),
-        ),
         other => other,
-    }
+    })
 }
 
 /// The inverse of [`exact_floats_out`].
 fn exact_floats_in(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => match s
+    map_leaves(v, &|leaf| match leaf {
+        serde_json::Value::String(s) => match s
             .strip_prefix(F64)
             .and_then(|x| x.parse::<f64>().ok())
             .and_then(serde_json::Number::from_f64)
         {
-            Some(n) => Value::Number(n),
-            None => Value::String(s),
+            Some(n) => serde_json::Value::Number(n),
+            None => serde_json::Value::String(s),
         },
-        Value::Array(a) => Value::Array(a.into_iter().map(exact_floats_in).collect()),
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (k, exact_floats_in(v)))
-                .collect(),
-        ),
         other => other,
+    })
+}
+
+/// Applies `f` to every leaf (neither array nor object) of `v`, keeping the structure.
+fn map_leaves(
+    v: serde_json::Value,
+    f: &dyn Fn(serde_json::Value) -> serde_json::Value,
+) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| map_leaves(x, f)).collect()),
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, x)| (k, map_leaves(x, f))).collect())
+        }
+        leaf => f(leaf),
     }
 }
 
