@@ -70,6 +70,27 @@ impl Mask {
         &mut self.data
     }
 
+    /// `weights` (row-major, the mask's shape) with every pruned entry set to zero: the
+    /// one place a mask is applied to weights.
+    ///
+    /// # Panics
+    /// When `weights` does not have `rows * cols` entries (a caller's shape bug).
+    pub fn apply(&self, weights: &[f32]) -> Vec<f32> {
+        assert_eq!(
+            weights.len(),
+            self.data.len(),
+            "Mask::apply: {} weights for a [{}, {}] mask",
+            weights.len(),
+            self.rows,
+            self.cols
+        );
+        weights
+            .iter()
+            .zip(&self.data)
+            .map(|(&x, &m)| if m == 1 { x } else { 0.0 })
+            .collect()
+    }
+
     /// Consumes the mask, returning its bytes.
     pub fn into_vec(self) -> Vec<u8> {
         self.data
@@ -144,6 +165,15 @@ pub fn validate_mask(data: &[u8], rows: usize, cols: usize, pattern: &Pattern) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_zeroes_exactly_the_pruned_entries() {
+        let m = Mask::new(2, 3, vec![1, 0, 1, 0, 0, 1]).unwrap();
+        assert_eq!(
+            m.apply(&[1.0, 2.0, -3.0, 4.0, 5.0, -6.0]),
+            vec![1.0, 0.0, -3.0, 0.0, 0.0, -6.0]
+        );
+    }
 
     #[test]
     fn validation_names_the_row() {
