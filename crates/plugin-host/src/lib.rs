@@ -4,8 +4,8 @@
 //! `sparseswaps-plugin-abi` (C header: `plugins/include/sparseswaps_plugin.h`).
 //!
 //! What it is for: turning a warm-start name (`--warm-start ria`) into a [`Plugin`] and a
-//! plugin call into a [`Mask`] the engine can trust. What it is not for: computing masks
-//! itself, or reading weights and configs (the callers do that).
+//! plugin call into a [`Mask`](sparseswaps_core::Mask) the engine can trust. What it is
+//! not for: computing masks itself, or reading weights and configs (the callers do that).
 //!
 //! ## Discovery
 //!
