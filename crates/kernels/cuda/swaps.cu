@@ -10,8 +10,11 @@
 //     b_q = (float) (w_q^2 G[q,q] - 2 w_q c_q), kept q carry h = 0, b = +inf;
 //     per kept u the minimum over q (lowest q among equal values), then
 //     Delta_u = (float) a_u + min_q, argmin over u (lowest u among equal values);
-//   - the winning pair's Delta recomputed in f64 from the f64 state c = G p and accepted
-//     only when Delta < -rel_tol * max(E, 0);
+//   - the exact pick (pick_best on the CPU): every pair whose f32 value is within
+//     1e-6 * S of the f32 minimum (S bounds the size of the terms, so the window covers
+//     f32 rounding) is re-evaluated in f64 from the f64 state c = G p, and the smallest
+//     f64 Delta wins (ties: lower u, then lower q), so near ties in f32 decide as the CPU
+//     does; the pick is accepted only when Delta < -rel_tol * max(E, 0);
 //   - c updated as (c + w_u G[u,:]) + (-w_q) G[q,:] and recomputed exactly from the mask
 //     (sums over j in ascending order) every `recompute_every` swaps and when a row stops.
 //
@@ -64,12 +67,12 @@ __device__ __forceinline__ float pair_value(float g_uq, float h_q, float b_q, fl
 }
 
 // ---------------------------------------------------------------------------------------
-// Block-wide argmin under the tie rule: smaller value, then smaller u. Every thread gets
-// the result. Needs blockDim.x a multiple of 32 and at most 1024.
+// Block-wide argmin under the tie rule: smaller value, then smaller u, then smaller q.
+// Every thread gets the result. Needs blockDim.x a multiple of 32 and at most 1024.
 
 template <typename V>
-__device__ __forceinline__ bool better(V v1, int u1, V v2, int u2) {
-    return v1 < v2 || (v1 == v2 && u1 < u2);
+__device__ __forceinline__ bool better(V v1, int u1, int q1, V v2, int u2, int q2) {
+    return v1 < v2 || (v1 == v2 && (u1 < u2 || (u1 == u2 && q1 < q2)));
 }
 
 template <typename V>
@@ -82,7 +85,7 @@ __device__ void block_argmin(V& v, int& u, int& q) {
         V ov = __shfl_down_sync(full, v, off);
         int ou = __shfl_down_sync(full, u, off);
         int oq = __shfl_down_sync(full, q, off);
-        if (better(ov, ou, v, u)) {
+        if (better(ov, ou, oq, v, u, q)) {
             v = ov;
             u = ou;
             q = oq;
@@ -111,7 +114,7 @@ __device__ void block_argmin(V& v, int& u, int& q) {
             V ov = __shfl_down_sync(full, v, off);
             int ou = __shfl_down_sync(full, u, off);
             int oq = __shfl_down_sync(full, q, off);
-            if (better(ov, ou, v, u)) {
+            if (better(ov, ou, oq, v, u, q)) {
                 v = ov;
                 u = ou;
                 q = oq;
@@ -128,6 +131,38 @@ __device__ void block_argmin(V& v, int& u, int& q) {
     u = su[0];
     q = sq[0];
     __syncthreads();
+}
+
+// Block-wide reduction with an exact, associative, commutative and idempotent `op` (min,
+// max): every thread gets the result, which is the sequential one whatever the order.
+// Same requirements as block_argmin.
+struct MinF {
+    __device__ __forceinline__ float operator()(float a, float b) const { return b < a ? b : a; }
+};
+// fmax drops a NaN operand, as the CPU's f64::max does.
+struct MaxD {
+    __device__ __forceinline__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+template <typename V, typename Op>
+__device__ V block_reduce(V v, Op op) {
+    __shared__ V sv[32];
+    const unsigned full = 0xffffffffu;
+    for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(full, v, off));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int nwarps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) sv[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = sv[lane < nwarps ? lane : 0];
+        for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(full, v, off));
+        if (lane == 0) sv[0] = v;
+    }
+    __syncthreads();
+    v = sv[0];
+    __syncthreads();
+    return v;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -319,8 +354,8 @@ extern "C" __global__ void prep_unstructured(const float* __restrict__ G, const 
 // each G value loaded serves S_RB rows, each (h, b) serves S_TU u. Lane = u (S_UPT u per
 // lane, 32 apart: conflict-free with the padded stride), warp = rows (S_RPT rows per warp,
 // broadcast reads). Each thread keeps S_RPT x S_UPT running minima (values only: one
-// min instruction per pair; the winning row's q is found afterwards by value, exactly as
-// the CPU's pick_best does).
+// min instruction per pair; the pairs near the minimum are found afterwards by value and
+// re-evaluated in f64 by pick_apply_unstructured, as the CPU's pick_best does).
 // Pruned u are evaluated too (their result is ignored): predication would not save SIMT
 // work, and per-row compaction of kept u would break the sharing of G tiles across rows.
 
@@ -404,11 +439,16 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
     }
 }
 
-// One block per row: Delta_u = (float) a_u + minv_u over kept u, argmin (lowest u among
-// ties), then q = the lowest q whose pair value equals minv_u (pick_best on the CPU), then
-// the f64 decision and the update. With apply == 0 the
-// pair is only written to picks[2r], picks[2r + 1] (-1 when none): one search step with
-// nothing applied, as the CPU's best_swaps_unstructured.
+// One block per row: the CPU's pick_best, then the f64 decision and the update.
+//   1. the f32 minimum best32 over kept u of (float) a_u + minv_u, and the scale
+//      S = max |a_u| + max |b_q| + 2 max sigma_u max sigma_q (sigma_j = |w_j| sqrt(G[j,j]),
+//      u kept, q pruned), all computed as the CPU computes them;
+//   2. thr = best32 + 1e-6 S; one warp per kept u whose f32 minimum is within thr walks
+//      its pruned q, and every pair whose f32 value is within thr has its Delta
+//      evaluated in f64; the block takes the smallest (Delta, u, q).
+// Usually only a few u pass the window, so step 2 costs about one pass over the row.
+// With apply == 0 the pair is only written to picks[2r], picks[2r + 1] (-1 when none): one
+// search step with nothing applied, as the CPU's best_swaps_unstructured.
 extern "C" __global__ void __launch_bounds__(256)
 pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                         unsigned char* __restrict__ mask, double* __restrict__ c,
@@ -423,46 +463,72 @@ pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W
     const float* w = W + o;
     unsigned char* mk = mask + o;
     double* cr = c + o;
-    float bv = INF_F;
-    int bu = NO_INDEX;
-    int unused = -1;
-    for (int u = threadIdx.x; u < d; u += blockDim.x) {
-        if (!mk[u]) continue;
-        float v = __fadd_rn(__double2float_rn(a_of(G, w, cr, d, u)), minv[o + u]);
-        if (v < bv) {
-            bv = v;
-            bu = u;
+
+    float best32 = INF_F;
+    double amax = 0.0, bmax = 0.0, su = 0.0, sq = 0.0;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        const double sigma =
+            __dmul_rn(fabs((double)w[j]), __dsqrt_rn((double)G[(size_t)j * d + j]));
+        if (mk[j]) {
+            const double a = a_of(G, w, cr, d, j);
+            const float v = __fadd_rn(__double2float_rn(a), minv[o + j]);
+            if (v < best32) best32 = v;
+            amax = fmax(amax, fabs(a));
+            su = fmax(su, sigma);
+        } else {
+            bmax = fmax(bmax, fabs(b_of(G, w, cr, d, j)));
+            sq = fmax(sq, sigma);
         }
     }
-    block_argmin<float>(bv, bu, unused);
-    // Found only for a finite value, as the CPU's `v < best_v` from +inf.
-    bool found = bu != NO_INDEX && bv < INF_F;
-    int q = NO_INDEX;
-    if (found) {
-        // The first q (in ascending order) whose value is the minimum found by the search.
-        const float target = minv[o + bu];
-        const float su = w[bu];
-        const float* gu = G + (size_t)bu * d;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            float2 v = hb[o + j];
-            if (pair_value(gu[j], v.x, v.y, su) == target) {
-                q = j;
-                break;
+    best32 = block_reduce(best32, MinF());
+    amax = block_reduce(amax, MaxD());
+    bmax = block_reduce(bmax, MaxD());
+    su = block_reduce(su, MaxD());
+    sq = block_reduce(sq, MaxD());
+
+    double bd = INF_D;
+    int bu = NO_INDEX, bq = NO_INDEX;
+    // No pair when the f32 minimum is not finite, as the CPU's `!best32.is_finite()`.
+    if (best32 > -INF_F && best32 < INF_F) {
+        const double thr = __dadd_rn(
+            (double)best32,
+            __dmul_rn(1e-6, __dadd_rn(__dadd_rn(amax, bmax), __dmul_rn(__dmul_rn(2.0, su), sq))));
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int nwarps = blockDim.x >> 5;
+        for (int u = warp; u < d; u += nwarps) {
+            if (!mk[u]) continue;
+            const float a32 = __double2float_rn(a_of(G, w, cr, d, u));
+            if ((double)__fadd_rn(a32, minv[o + u]) > thr) continue;
+            const float s = w[u];
+            const float* gu = G + (size_t)u * d;
+            // A lane visits its pairs in ascending (u, q): strict < keeps the first of
+            // equal Deltas, as the CPU's scan does.
+            for (int q = lane; q < d; q += 32) {
+                if (mk[q]) continue;
+                const float2 v = hb[o + q];
+                const float val = __fadd_rn(a32, pair_value(gu[q], v.x, v.y, s));
+                if ((double)val <= thr) {
+                    const double delta = delta_of(G, w, cr, d, u, q);
+                    if (delta < bd) {
+                        bd = delta;
+                        bu = u;
+                        bq = q;
+                    }
+                }
             }
         }
     }
-    float zero = 0.0f;
-    block_argmin<float>(zero, q, unused);
-    found = found && q != NO_INDEX;
-    if (!found) q = -1;
+    block_argmin<double>(bd, bu, bq);
+    // Found only for a Delta below +inf, as the CPU's `delta < best64` from +inf.
+    const bool found = bu != NO_INDEX;
     if (!apply) {
         if (threadIdx.x == 0) {
             picks[2 * (size_t)r] = found ? bu : -1;
-            picks[2 * (size_t)r + 1] = found ? q : -1;
+            picks[2 * (size_t)r + 1] = found ? bq : -1;
         }
         return;
     }
-    decide_apply(r, found, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
+    decide_apply(r, found, bu, bq, G, w, mk, cr, status, err, swaps, steps, since, need, d,
                  max_swaps, recompute_every, rel_tol);
 }
 
