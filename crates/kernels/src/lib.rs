@@ -36,6 +36,8 @@
 pub mod backend;
 pub mod error;
 pub mod gram;
+mod guard;
+pub mod options;
 pub mod probe;
 pub mod ptx;
 pub mod select;
@@ -43,4 +45,5 @@ pub mod select;
 pub use backend::CudaBackend;
 pub use error::{KernelsError, Result};
 pub use gram::{gram_of, Activations, CudaGram};
+pub use options::{check_refine_options, BOUNDED_SEARCH_REFUSED};
 pub use select::{cuda_unavailable_reason, select_backend, select_backend_on, BackendKind};

@@ -173,7 +173,9 @@ fn compare_result(
             ));
         }
         if cm.row(r) != e.mask.row(r) {
-            let diff: Vec<usize> = (0..d).filter(|&j| cm.row(r)[j] != e.mask.row(r)[j]).collect();
+            let diff: Vec<usize> = (0..d)
+                .filter(|&j| cm.row(r)[j] != e.mask.row(r)[j])
+                .collect();
             return Err(format!("{name}: row {r}: masks differ at columns {diff:?}"));
         }
         for (what, a, b) in [
@@ -214,7 +216,8 @@ fn emulator() -> Result<&'static libloading::Library, String> {
     LIB.get_or_init(|| {
         let path = build_emulator()?;
         // SAFETY: the library was just built from this crate's sources.
-        unsafe { libloading::Library::new(&path) }.map_err(|e| format!("loading {}: {e}", path.display()))
+        unsafe { libloading::Library::new(&path) }
+            .map_err(|e| format!("loading {}: {e}", path.display()))
     })
     .as_ref()
     .map_err(Clone::clone)
@@ -404,7 +407,10 @@ fn near_tie_layer(t: &NearTie, wide: bool) -> (Vec<f32>, Vec<f32>, Mask, Pattern
     for i in 0..d {
         gram[i * d + i] = 1.0;
     }
-    for (k, (u, q)) in [(u0, q0), (u0, q1), (u1, q0), (u1, q1)].into_iter().enumerate() {
+    for (k, (u, q)) in [(u0, q0), (u0, q1), (u1, q0), (u1, q1)]
+        .into_iter()
+        .enumerate()
+    {
         gram[u * d + q] = t.cross[k];
         gram[q * d + u] = t.cross[k];
     }
@@ -468,20 +474,40 @@ fn near_ties_decide_exactly_as_the_cpu_engine() {
             let d = w.len();
             let p = LayerProblem::new(&w, 1, d, &gram).unwrap();
             let st = RowState::new(p.row(0), warm.row(0), &gram);
-            let exact = sparseswaps_core::best_swaps_unstructured(&gram, &[st.clone()], &warm)[0]
+            let exact =
+                sparseswaps_core::best_swaps_unstructured(&gram, std::slice::from_ref(&st), &warm)
+                    [0]
                 .expect("a pair");
             // The case must be a real near tie: the f32 argmin alone decides otherwise.
             let naive = f32_argmin_pick(&st, &w, warm.row(0), &gram);
             let tol = RefineOptions::default().rel_tol * st.error();
             assert_ne!(naive, exact, "{}: not a near tie", t.name);
-            assert!(st.delta(exact.0, exact.1) < -tol, "{}: exact pick must improve", t.name);
-            assert_eq!(st.delta(naive.0, naive.1) >= -tol, t.f32_stops, "{}", t.name);
+            assert!(
+                st.delta(exact.0, exact.1) < -tol,
+                "{}: exact pick must improve",
+                t.name
+            );
+            assert_eq!(
+                st.delta(naive.0, naive.1) >= -tol,
+                t.f32_stops,
+                "{}",
+                t.name
+            );
             let name = format!("{} (1x{d})", t.name);
             // First step, nothing applied: the CPU's pick.
             let mut m = warm.as_slice().to_vec();
             let mut picks = [0i32; 2];
             // SAFETY: buffers of d, d * d and 2 elements.
-            unsafe { best(gram.as_ptr(), w.as_ptr(), m.as_mut_ptr(), 1, d as i32, picks.as_mut_ptr()) };
+            unsafe {
+                best(
+                    gram.as_ptr(),
+                    w.as_ptr(),
+                    m.as_mut_ptr(),
+                    1,
+                    d as i32,
+                    picks.as_mut_ptr(),
+                )
+            };
             let got = (picks[0] as usize, picks[1] as usize);
             if got != exact {
                 failures.push(format!(
@@ -496,7 +522,10 @@ fn near_ties_decide_exactly_as_the_cpu_engine() {
                 };
                 // Both CPU searches agree here too (the reference is the exact rule).
                 let mut b = warm.clone();
-                let bo = RefineOptions { search: Search::Bounded, ..o };
+                let bo = RefineOptions {
+                    search: Search::Bounded,
+                    ..o
+                };
                 let mut e = warm.clone();
                 refine(&p, &pattern, &mut b, &bo, &|_| {}).unwrap();
                 refine(&p, &pattern, &mut e, &o, &|_| {}).unwrap();

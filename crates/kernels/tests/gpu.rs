@@ -9,17 +9,21 @@ mod common;
 
 use common::{case, from_bf16_bits, same_result, to_bf16_bits};
 use sparseswaps_core::{
-    refine, Backend, LayerProblem, Pattern, RefineOptions, RowState, StopReason,
+    refine, Backend, LayerProblem, Pattern, RefineOptions, RowState, Search, StopReason,
 };
 use sparseswaps_kernels::{
     cuda_unavailable_reason, gram_of, select_backend, Activations, BackendKind, CudaBackend,
+    BOUNDED_SEARCH_REFUSED,
 };
 
 type TestFn = fn(&CudaBackend) -> Result<(), String>;
 
+/// The CUDA backend runs the exhaustive search (the bounded one it refuses); the CPU
+/// reference runs the same options.
 fn opts(max_swaps: Option<u32>) -> RefineOptions {
     RefineOptions {
         max_swaps,
+        search: Search::Exhaustive,
         ..RefineOptions::default()
     }
 }
@@ -237,6 +241,33 @@ fn gram_matches_reference(gpu: &CudaBackend) -> Result<(), String> {
     check(&g, &reference(&a), "two batches")
 }
 
+/// `search = "bounded"` is refused by the device backend itself (the same check as
+/// `check_refine_options`), before any device work and whatever the budget.
+fn bounded_search_is_refused(gpu: &CudaBackend) -> Result<(), String> {
+    let c = case(4, 64, Pattern::unstructured(0.5).unwrap(), 20);
+    let p = LayerProblem::new(&c.weights, c.d_out, c.d_in, &c.gram).map_err(|e| e.to_string())?;
+    for budget in [
+        sparseswaps_core::Budget::Row,
+        sparseswaps_core::Budget::Layer,
+    ] {
+        let o = RefineOptions {
+            search: Search::Bounded,
+            budget,
+            ..opts(Some(10))
+        };
+        let mut m = c.warm.clone();
+        let e = match gpu.refine(&p, &c.pattern, &mut m, &o, &|_| {}) {
+            Ok(_) => return Err(format!("bounded search ran on CUDA ({budget:?})")),
+            Err(e) => e,
+        };
+        let want = format!("cuda backend failed: {BOUNDED_SEARCH_REFUSED}");
+        if e.to_string() != want || m != c.warm {
+            return Err(format!("refusal: {e} (mask changed: {})", m != c.warm));
+        }
+    }
+    Ok(())
+}
+
 fn auto_selects_cuda(_gpu: &CudaBackend) -> Result<(), String> {
     let (b, reason) = select_backend(BackendKind::Auto).map_err(|e| e.to_string())?;
     if b.name() != "cuda" || reason.is_some() {
@@ -257,6 +288,7 @@ fn main() {
         ("options_edge_cases", options_edge_cases),
         ("stops_are_1swap_optimal", stops_are_1swap_optimal),
         ("gram_matches_reference", gram_matches_reference),
+        ("bounded_search_is_refused", bounded_search_is_refused),
         ("auto_selects_cuda", auto_selects_cuda),
     ];
     // `cargo test -- NAME` filters; libtest flags (--nocapture, --test-threads N, ...) are
