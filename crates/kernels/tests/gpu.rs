@@ -6,6 +6,7 @@
 //! because libtest captures output: the skip line must be visible.
 
 mod common;
+mod ties;
 
 use common::{case, from_bf16_bits, same_result, to_bf16_bits};
 use sparseswaps_core::{
@@ -241,6 +242,43 @@ fn gram_matches_reference(gpu: &CudaBackend) -> Result<(), String> {
     check(&g, &reference(&a), "two batches")
 }
 
+/// Constructed near ties (tests/ties): the CPU's pick, masks, counts and stops, where an
+/// f32-only argmin would decide otherwise; 40 rows (more than one search block) wide.
+fn near_ties_match_cpu(gpu: &CudaBackend) -> Result<(), String> {
+    for t in &ties::NEAR_TIES {
+        for (wide, rows) in [(false, 1), (true, 40)] {
+            let l = ties::near_tie_layer(t, wide, rows);
+            let p = LayerProblem::new(&l.weights, rows, l.d, &l.gram).map_err(|e| e.to_string())?;
+            let states: Vec<RowState<'_>> = (0..rows)
+                .map(|r| RowState::new(p.row(r), l.warm.row(r), &l.gram))
+                .collect();
+            let want = sparseswaps_core::best_swaps_unstructured(&l.gram, &states, &l.warm);
+            ties::assert_near_tie(t, &states[0], &l, want[0].ok_or("no pair")?);
+            let got = gpu
+                .best_swaps_unstructured(&p, &l.warm)
+                .map_err(|e| e.to_string())?;
+            if want != got {
+                return Err(format!(
+                    "{} ({rows}x{}): first picks: cpu {:?}, gpu {:?}",
+                    t.name, l.d, want[0], got[0]
+                ));
+            }
+            for max_swaps in [Some(1), None] {
+                let o = opts(max_swaps);
+                let mut cm = l.warm.clone();
+                let cr = refine(&p, &l.pattern, &mut cm, &o, &|_| {}).map_err(|e| e.to_string())?;
+                let mut gm = l.warm.clone();
+                let gr = gpu
+                    .refine(&p, &l.pattern, &mut gm, &o, &|_| {})
+                    .map_err(|e| e.to_string())?;
+                same_result((&cm, &cr), (&gm, &gr))
+                    .map_err(|e| format!("{} ({rows}x{}) {max_swaps:?}: {e}", t.name, l.d))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `search = "bounded"` is refused by the device backend itself (the same check as
 /// `check_refine_options`), before any device work and whatever the budget.
 fn bounded_search_is_refused(gpu: &CudaBackend) -> Result<(), String> {
@@ -288,6 +326,7 @@ fn main() {
         ("options_edge_cases", options_edge_cases),
         ("stops_are_1swap_optimal", stops_are_1swap_optimal),
         ("gram_matches_reference", gram_matches_reference),
+        ("near_ties_match_cpu", near_ties_match_cpu),
         ("bounded_search_is_refused", bounded_search_is_refused),
         ("auto_selects_cuda", auto_selects_cuda),
     ];
