@@ -1,8 +1,8 @@
 // Exact 1-swap refinement on the GPU: the kernels behind sparseswaps-kernels' CudaBackend.
 //
-// Goal: the same masks as the CPU engine (crates/core/src/engine.rs), bit for bit, so that
-// the backend can be swapped without changing a result. Every expression that decides a
-// swap is the CPU's, with the same operation order and the same rounding:
+// Goal: the same masks as the CPU engine (sparseswaps-core, exhaustive search), bit for
+// bit, so that the backend can be swapped without changing a result. Every expression
+// that decides a swap is the CPU's, with the same operation order and the same rounding:
 //   - explicit __fmul_rn / __fadd_rn / __dmul_rn / __dadd_rn intrinsics, which the
 //     compiler never contracts into fused multiply-adds (Rust never contracts either);
 //     build.rs also passes --fmad=false for anything not written with intrinsics;
@@ -10,8 +10,11 @@
 //     b_q = (float) (w_q^2 G[q,q] - 2 w_q c_q), kept q carry h = 0, b = +inf;
 //     per kept u the minimum over q (lowest q among equal values), then
 //     Delta_u = (float) a_u + min_q, argmin over u (lowest u among equal values);
-//   - the winning pair's Delta recomputed in f64 from the f64 state c = G p and accepted
-//     only when Delta < -rel_tol * max(E, 0);
+//   - the exact pick (pick_best on the CPU): every pair whose f32 value is within
+//     1e-6 * S of the f32 minimum (S bounds the size of the terms, so the window covers
+//     f32 rounding) is re-evaluated in f64 from the f64 state c = G p, and the smallest
+//     f64 Delta wins (ties: lower u, then lower q), so near ties in f32 decide as the CPU
+//     does; the pick is accepted only when Delta < -rel_tol * max(E, 0);
 //   - c updated as (c + w_u G[u,:]) + (-w_q) G[q,:] and recomputed exactly from the mask
 //     (sums over j in ascending order) every `recompute_every` swaps and when a row stops.
 //
@@ -22,171 +25,7 @@
 //
 // Offsets are size_t: rows * d exceeds 2^31 on large chunks.
 
-#define ST_ACTIVE 0
-#define ST_OPTIMAL 1
-#define ST_MAX_SWAPS 2
-#define ST_NOTHING 3
-
-#define INF_F __int_as_float(0x7f800000)
-#define INF_D __longlong_as_double(0x7ff0000000000000LL)
-#define NO_INDEX 0x7fffffff
-
-// ---------------------------------------------------------------------------------------
-// The CPU's scalar formulas (RowState::a, ::b, ::delta), in its evaluation order.
-
-// a_u = w_u * w_u * G[u,u] + 2 * w_u * c_u
-__device__ __forceinline__ double a_of(const float* __restrict__ G, const float* __restrict__ w,
-                                       const double* __restrict__ c, int d, int u) {
-    double wu = (double)w[u];
-    double g = (double)G[(size_t)u * d + u];
-    return __dadd_rn(__dmul_rn(__dmul_rn(wu, wu), g), __dmul_rn(__dmul_rn(2.0, wu), c[u]));
-}
-
-// b_q = w_q * w_q * G[q,q] - 2 * w_q * c_q
-__device__ __forceinline__ double b_of(const float* __restrict__ G, const float* __restrict__ w,
-                                       const double* __restrict__ c, int d, int q) {
-    double wq = (double)w[q];
-    double g = (double)G[(size_t)q * d + q];
-    return __dsub_rn(__dmul_rn(__dmul_rn(wq, wq), g), __dmul_rn(__dmul_rn(2.0, wq), c[q]));
-}
-
-// Delta(u, q) = a_u + b_q - 2 * w_u * w_q * G[u,q]
-__device__ __forceinline__ double delta_of(const float* __restrict__ G, const float* __restrict__ w,
-                                           const double* __restrict__ c, int d, int u, int q) {
-    double pair = __dmul_rn(__dmul_rn(__dmul_rn(2.0, (double)w[u]), (double)w[q]),
-                            (double)G[(size_t)u * d + q]);
-    return __dsub_rn(__dadd_rn(a_of(G, w, c, d, u), b_of(G, w, c, d, q)), pair);
-}
-
-// The f32 pair value of the search (simd::pair_value on the CPU).
-__device__ __forceinline__ float pair_value(float g_uq, float h_q, float b_q, float s_u) {
-    return __fadd_rn(b_q, __fmul_rn(s_u, __fmul_rn(h_q, g_uq)));
-}
-
-// ---------------------------------------------------------------------------------------
-// Block-wide argmin under the tie rule: smaller value, then smaller u. Every thread gets
-// the result. Needs blockDim.x a multiple of 32 and at most 1024.
-
-template <typename V>
-__device__ __forceinline__ bool better(V v1, int u1, V v2, int u2) {
-    return v1 < v2 || (v1 == v2 && u1 < u2);
-}
-
-template <typename V>
-__device__ void block_argmin(V& v, int& u, int& q) {
-    __shared__ V sv[32];
-    __shared__ int su[32];
-    __shared__ int sq[32];
-    const unsigned full = 0xffffffffu;
-    for (int off = 16; off > 0; off >>= 1) {
-        V ov = __shfl_down_sync(full, v, off);
-        int ou = __shfl_down_sync(full, u, off);
-        int oq = __shfl_down_sync(full, q, off);
-        if (better(ov, ou, v, u)) {
-            v = ov;
-            u = ou;
-            q = oq;
-        }
-    }
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int nwarps = (blockDim.x + 31) >> 5;
-    __syncthreads();
-    if (lane == 0) {
-        sv[warp] = v;
-        su[warp] = u;
-        sq[warp] = q;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        if (lane < nwarps) {
-            v = sv[lane];
-            u = su[lane];
-            q = sq[lane];
-        } else {
-            v = (V)INF_D;
-            u = NO_INDEX;
-            q = -1;
-        }
-        for (int off = 16; off > 0; off >>= 1) {
-            V ov = __shfl_down_sync(full, v, off);
-            int ou = __shfl_down_sync(full, u, off);
-            int oq = __shfl_down_sync(full, q, off);
-            if (better(ov, ou, v, u)) {
-                v = ov;
-                u = ou;
-                q = oq;
-            }
-        }
-        if (lane == 0) {
-            sv[0] = v;
-            su[0] = u;
-            sq[0] = q;
-        }
-    }
-    __syncthreads();
-    v = sv[0];
-    u = su[0];
-    q = sq[0];
-    __syncthreads();
-}
-
-// ---------------------------------------------------------------------------------------
-// Decision and application of one row's best candidate (RowJob::decide on the CPU).
-// Called by every thread of the row's block, with the same (found, u, q).
-
-__device__ void decide_apply(int r, bool found, int u, int q, const float* __restrict__ G,
-                             const float* __restrict__ w, unsigned char* __restrict__ mk,
-                             double* __restrict__ c, int* __restrict__ status,
-                             double* __restrict__ err, int* __restrict__ swaps,
-                             int* __restrict__ steps, int* __restrict__ since,
-                             int* __restrict__ need, int d, long long max_swaps,
-                             int recompute_every, double rel_tol) {
-    __shared__ int accept;
-    if (threadIdx.x == 0) {
-        steps[r] += 1;
-        accept = 0;
-        if (!found) {
-            status[r] = ST_NOTHING;
-            need[r] = 1;
-        } else {
-            double delta = delta_of(G, w, c, d, u, q);
-            double tol = __dmul_rn(rel_tol, fmax(err[r], 0.0));
-            if (delta >= -tol) {
-                status[r] = ST_OPTIMAL;
-                need[r] = 1;
-            } else {
-                accept = 1;
-                err[r] = __dadd_rn(err[r], delta);
-            }
-        }
-    }
-    __syncthreads();
-    if (!accept) return;
-    // c <- (c + w_u G[u,:]) + (-w_q) G[q,:], two roundings per element as on the CPU
-    // (its two axpy passes); thread 0 read c[u], c[q] above, before the barrier.
-    const double wu = (double)w[u];
-    const double nwq = -(double)w[q];
-    const float* gu = G + (size_t)u * d;
-    const float* gq = G + (size_t)q * d;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) {
-        double t = __dadd_rn(c[j], __dmul_rn(wu, (double)gu[j]));
-        c[j] = __dadd_rn(t, __dmul_rn(nwq, (double)gq[j]));
-    }
-    if (threadIdx.x == 0) {
-        mk[u] = 0;
-        mk[q] = 1;
-        swaps[r] += 1;
-        since[r] += 1;
-        if (recompute_every > 0 && since[r] >= recompute_every) {
-            need[r] = 1;
-            since[r] = 0;
-        }
-        if (max_swaps >= 0 && (long long)swaps[r] >= max_swaps) {
-            status[r] = ST_MAX_SWAPS;
-            need[r] = 1;
-        }
-    }
-}
+#include "device.cuh"
 
 // ---------------------------------------------------------------------------------------
 // Exact recompute of c = G p (and optionally y = G (w - p) for the dense energy) for the
@@ -319,8 +158,8 @@ extern "C" __global__ void prep_unstructured(const float* __restrict__ G, const 
 // each G value loaded serves S_RB rows, each (h, b) serves S_TU u. Lane = u (S_UPT u per
 // lane, 32 apart: conflict-free with the padded stride), warp = rows (S_RPT rows per warp,
 // broadcast reads). Each thread keeps S_RPT x S_UPT running minima (values only: one
-// min instruction per pair; the winning row's q is found afterwards by value, exactly as
-// the CPU's pick_best does).
+// min instruction per pair; the pairs near the minimum are found afterwards by value and
+// re-evaluated in f64 by pick_apply_unstructured, as the CPU's pick_best does).
 // Pruned u are evaluated too (their result is ignored): predication would not save SIMT
 // work, and per-row compaction of kept u would break the sharing of G tiles across rows.
 
@@ -404,11 +243,16 @@ search_unstructured(const float* __restrict__ G, const float* __restrict__ W,
     }
 }
 
-// One block per row: Delta_u = (float) a_u + minv_u over kept u, argmin (lowest u among
-// ties), then q = the lowest q whose pair value equals minv_u (pick_best on the CPU), then
-// the f64 decision and the update. With apply == 0 the
-// pair is only written to picks[2r], picks[2r + 1] (-1 when none): one search step with
-// nothing applied, as the CPU's best_swaps_unstructured.
+// One block per row: the CPU's pick_best, then the f64 decision and the update.
+//   1. the f32 minimum best32 over kept u of (float) a_u + minv_u, and the scale
+//      S = max |a_u| + max |b_q| + 2 max sigma_u max sigma_q (sigma_j = |w_j| sqrt(G[j,j]),
+//      u kept, q pruned), all computed as the CPU computes them;
+//   2. thr = best32 + 1e-6 S; one warp per kept u whose f32 minimum is within thr walks
+//      its pruned q, and every pair whose f32 value is within thr has its Delta
+//      evaluated in f64; the block takes the smallest (Delta, u, q).
+// Usually only a few u pass the window, so step 2 costs about one pass over the row.
+// With apply == 0 the pair is only written to picks[2r], picks[2r + 1] (-1 when none): one
+// search step with nothing applied, as the CPU's best_swaps_unstructured.
 extern "C" __global__ void __launch_bounds__(256)
 pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W,
                         unsigned char* __restrict__ mask, double* __restrict__ c,
@@ -423,46 +267,72 @@ pick_apply_unstructured(const float* __restrict__ G, const float* __restrict__ W
     const float* w = W + o;
     unsigned char* mk = mask + o;
     double* cr = c + o;
-    float bv = INF_F;
-    int bu = NO_INDEX;
-    int unused = -1;
-    for (int u = threadIdx.x; u < d; u += blockDim.x) {
-        if (!mk[u]) continue;
-        float v = __fadd_rn(__double2float_rn(a_of(G, w, cr, d, u)), minv[o + u]);
-        if (v < bv) {
-            bv = v;
-            bu = u;
+
+    float best32 = INF_F;
+    double amax = 0.0, bmax = 0.0, su = 0.0, sq = 0.0;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        const double sigma =
+            __dmul_rn(fabs((double)w[j]), __dsqrt_rn((double)G[(size_t)j * d + j]));
+        if (mk[j]) {
+            const double a = a_of(G, w, cr, d, j);
+            const float v = __fadd_rn(__double2float_rn(a), minv[o + j]);
+            if (v < best32) best32 = v;
+            amax = fmax(amax, fabs(a));
+            su = fmax(su, sigma);
+        } else {
+            bmax = fmax(bmax, fabs(b_of(G, w, cr, d, j)));
+            sq = fmax(sq, sigma);
         }
     }
-    block_argmin<float>(bv, bu, unused);
-    // Found only for a finite value, as the CPU's `v < best_v` from +inf.
-    bool found = bu != NO_INDEX && bv < INF_F;
-    int q = NO_INDEX;
-    if (found) {
-        // The first q (in ascending order) whose value is the minimum found by the search.
-        const float target = minv[o + bu];
-        const float su = w[bu];
-        const float* gu = G + (size_t)bu * d;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            float2 v = hb[o + j];
-            if (pair_value(gu[j], v.x, v.y, su) == target) {
-                q = j;
-                break;
+    best32 = block_reduce(best32, MinF());
+    amax = block_reduce(amax, MaxD());
+    bmax = block_reduce(bmax, MaxD());
+    su = block_reduce(su, MaxD());
+    sq = block_reduce(sq, MaxD());
+
+    double bd = INF_D;
+    int bu = NO_INDEX, bq = NO_INDEX;
+    // No pair when the f32 minimum is not finite, as the CPU's `!best32.is_finite()`.
+    if (best32 > -INF_F && best32 < INF_F) {
+        const double thr = __dadd_rn(
+            (double)best32,
+            __dmul_rn(1e-6, __dadd_rn(__dadd_rn(amax, bmax), __dmul_rn(__dmul_rn(2.0, su), sq))));
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int nwarps = blockDim.x >> 5;
+        for (int u = warp; u < d; u += nwarps) {
+            if (!mk[u]) continue;
+            const float a32 = __double2float_rn(a_of(G, w, cr, d, u));
+            if ((double)__fadd_rn(a32, minv[o + u]) > thr) continue;
+            const float s = w[u];
+            const float* gu = G + (size_t)u * d;
+            // A lane visits its pairs in ascending (u, q): strict < keeps the first of
+            // equal Deltas, as the CPU's scan does.
+            for (int q = lane; q < d; q += 32) {
+                if (mk[q]) continue;
+                const float2 v = hb[o + q];
+                const float val = __fadd_rn(a32, pair_value(gu[q], v.x, v.y, s));
+                if ((double)val <= thr) {
+                    const double delta = delta_of(G, w, cr, d, u, q);
+                    if (delta < bd) {
+                        bd = delta;
+                        bu = u;
+                        bq = q;
+                    }
+                }
             }
         }
     }
-    float zero = 0.0f;
-    block_argmin<float>(zero, q, unused);
-    found = found && q != NO_INDEX;
-    if (!found) q = -1;
+    block_argmin<double>(bd, bu, bq);
+    // Found only for a Delta below +inf, as the CPU's `delta < best64` from +inf.
+    const bool found = bu != NO_INDEX;
     if (!apply) {
         if (threadIdx.x == 0) {
             picks[2 * (size_t)r] = found ? bu : -1;
-            picks[2 * (size_t)r + 1] = found ? q : -1;
+            picks[2 * (size_t)r + 1] = found ? bq : -1;
         }
         return;
     }
-    decide_apply(r, found, bu, q, G, w, mk, cr, status, err, swaps, steps, since, need, d,
+    decide_apply(r, found, bu, bq, G, w, mk, cr, status, err, swaps, steps, since, need, d,
                  max_swaps, recompute_every, rel_tol);
 }
 

@@ -72,8 +72,10 @@ static inline double __dmul_rn(double a, double b) { volatile double r = a * b; 
 static inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
 static inline double __dsub_rn(double a, double b) { volatile double r = a - b; return r; }
 static inline float __double2float_rn(double a) { return (float)a; }
+static inline double __dsqrt_rn(double a) { return std::sqrt(a); }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline double __longlong_as_double(long long i) { double f; std::memcpy(&f, &i, 8); return f; }
+using std::fabs;
 using std::fmax;
 using std::fminf;
 using std::min;

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use sparseswaps_benches::{llm_like_layer, SplitMix};
-use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions, RefineReport};
+use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions, RefineReport, Search};
 use sparseswaps_kernels::{gram_of, ptx, Activations, CudaBackend};
 
 struct Args {
@@ -143,8 +143,11 @@ fn main() {
             ("down", 4096, 14336),
         ]
     };
+    // The CUDA backend searches exhaustively (it refuses the bounded search); the CPU rows
+    // checked against it run the same options.
     let opts = RefineOptions {
         max_swaps: Some(args.max_swaps),
+        search: Search::Exhaustive,
         ..RefineOptions::default()
     };
     let mut all_agree = true;

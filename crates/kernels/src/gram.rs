@@ -14,6 +14,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKerne
 
 use crate::backend::CudaBackend;
 use crate::error::{cublas_err, driver_err, KernelsError, Result};
+use crate::guard::{guard, guard_driver};
 use crate::probe;
 
 /// A batch of activations, row-major `[tokens, d_in]`. Half-precision values are passed
@@ -67,16 +68,21 @@ impl<'b> CudaGram<'b> {
         }
         probe::check_cublas()?;
         let stream = backend.stream().clone();
-        let blas = std::panic::catch_unwind(|| CudaBlas::new(stream))
-            .map_err(|_| KernelsError::NoCublas {
+        // cudarc panics when a cuBLAS symbol is missing (a cuBLAS older than its bindings).
+        let blas = guard(
+            || CudaBlas::new(stream),
+            |m| KernelsError::NoCublas {
                 tried: "cublas".into(),
-                detail: "cuBLAS panicked while creating a handle".into(),
-            })?
-            .map_err(|e| cublas_err("creating a cuBLAS handle", e))?;
-        let gram = backend
-            .stream()
-            .alloc_zeros::<f32>(d_in * d_in)
-            .map_err(|e| driver_err("allocating the Gram matrix", e))?;
+                detail: format!("cuBLAS panicked while creating a handle: {m}"),
+            },
+        )?
+        .map_err(|e| cublas_err("creating a cuBLAS handle", e))?;
+        let gram = guard_driver("allocating the Gram matrix", || {
+            backend
+                .stream()
+                .alloc_zeros::<f32>(d_in * d_in)
+                .map_err(|e| driver_err("allocating the Gram matrix", e))
+        })?;
         Ok(CudaGram {
             backend,
             blas,
@@ -116,7 +122,15 @@ impl<'b> CudaGram<'b> {
                 format!("batch of {tokens} tokens is too large for one GEMM; split it"),
             )));
         }
-        let s = self.backend.stream();
+        guard_driver("accumulating the Gram matrix", || {
+            self.upload_and_gemm(batch, tokens)
+        })?;
+        self.tokens += tokens as u64;
+        Ok(())
+    }
+
+    fn upload_and_gemm(&mut self, batch: Activations<'_>, tokens: usize) -> Result<()> {
+        let s = self.backend.stream().clone();
         let up = |e| driver_err("uploading activations", e);
         match batch {
             Activations::F32(x) => {
@@ -132,7 +146,6 @@ impl<'b> CudaGram<'b> {
                 self.gemm(&dev, blas_sys::cudaDataType::CUDA_R_16F, tokens)?;
             }
         }
-        self.tokens += tokens as u64;
         Ok(())
     }
 
@@ -181,6 +194,12 @@ impl<'b> CudaGram<'b> {
 
     /// Makes the matrix exactly symmetric and downloads it, row-major `[d_in, d_in]`.
     pub fn finish(mut self) -> Result<Vec<f32>> {
+        guard_driver("finishing the Gram matrix", || {
+            self.symmetrize_and_download()
+        })
+    }
+
+    fn symmetrize_and_download(&mut self) -> Result<Vec<f32>> {
         let d = self.d_in;
         let d_i = d as i32;
         let s = self.backend.stream().clone();

@@ -5,6 +5,7 @@
 //! absence into a typed error instead.
 
 use crate::error::{KernelsError, Result};
+use crate::guard::guard;
 
 /// Candidate file names of a CUDA library, as cudarc searches them.
 fn candidates(lib: &str) -> Vec<String> {
@@ -84,16 +85,15 @@ pub fn device_count() -> Result<usize> {
     check_driver()?;
     // A panic inside cudarc (a symbol missing from an old driver, say) must not take the
     // caller down: it becomes a "no device" reason.
-    let r = std::panic::catch_unwind(cudarc::driver::CudaContext::device_count);
-    match r {
-        Ok(Ok(n)) => Ok(n.max(0) as usize),
-        Ok(Err(e)) => Err(KernelsError::NoDevice {
-            detail: format!("the driver failed to initialise or count devices: {e}"),
-        }),
-        Err(_) => Err(KernelsError::NoDevice {
-            detail: "the CUDA driver library panicked while counting devices".into(),
-        }),
-    }
+    let n = guard(cudarc::driver::CudaContext::device_count, |m| {
+        KernelsError::NoDevice {
+            detail: format!("the CUDA driver library panicked while counting devices: {m}"),
+        }
+    })?
+    .map_err(|e| KernelsError::NoDevice {
+        detail: format!("the driver failed to initialise or count devices: {e}"),
+    })?;
+    Ok(n.max(0) as usize)
 }
 
 /// All run-time checks short of allocating memory, in order: kernels built, driver

@@ -6,20 +6,25 @@
 //! because libtest captures output: the skip line must be visible.
 
 mod common;
+mod ties;
 
 use common::{case, from_bf16_bits, same_result, to_bf16_bits};
 use sparseswaps_core::{
-    refine, Backend, LayerProblem, Pattern, RefineOptions, RowState, StopReason,
+    refine, Backend, LayerProblem, Pattern, RefineOptions, RowState, Search, StopReason,
 };
 use sparseswaps_kernels::{
     cuda_unavailable_reason, gram_of, select_backend, Activations, BackendKind, CudaBackend,
+    BOUNDED_SEARCH_REFUSED,
 };
 
 type TestFn = fn(&CudaBackend) -> Result<(), String>;
 
+/// The CUDA backend runs the exhaustive search (the bounded one it refuses); the CPU
+/// reference runs the same options.
 fn opts(max_swaps: Option<u32>) -> RefineOptions {
     RefineOptions {
         max_swaps,
+        search: Search::Exhaustive,
         ..RefineOptions::default()
     }
 }
@@ -237,6 +242,70 @@ fn gram_matches_reference(gpu: &CudaBackend) -> Result<(), String> {
     check(&g, &reference(&a), "two batches")
 }
 
+/// Constructed near ties (tests/ties): the CPU's pick, masks, counts and stops, where an
+/// f32-only argmin would decide otherwise; 40 rows (more than one search block) wide.
+fn near_ties_match_cpu(gpu: &CudaBackend) -> Result<(), String> {
+    for t in &ties::NEAR_TIES {
+        for (wide, rows) in [(false, 1), (true, 40)] {
+            let l = ties::near_tie_layer(t, wide, rows);
+            let p = LayerProblem::new(&l.weights, rows, l.d, &l.gram).map_err(|e| e.to_string())?;
+            let states: Vec<RowState<'_>> = (0..rows)
+                .map(|r| RowState::new(p.row(r), l.warm.row(r), &l.gram))
+                .collect();
+            let want = sparseswaps_core::best_swaps_unstructured(&l.gram, &states, &l.warm);
+            ties::assert_near_tie(t, &states[0], &l, want[0].ok_or("no pair")?);
+            let got = gpu
+                .best_swaps_unstructured(&p, &l.warm)
+                .map_err(|e| e.to_string())?;
+            if want != got {
+                return Err(format!(
+                    "{} ({rows}x{}): first picks: cpu {:?}, gpu {:?}",
+                    t.name, l.d, want[0], got[0]
+                ));
+            }
+            for max_swaps in [Some(1), None] {
+                let o = opts(max_swaps);
+                let mut cm = l.warm.clone();
+                let cr = refine(&p, &l.pattern, &mut cm, &o, &|_| {}).map_err(|e| e.to_string())?;
+                let mut gm = l.warm.clone();
+                let gr = gpu
+                    .refine(&p, &l.pattern, &mut gm, &o, &|_| {})
+                    .map_err(|e| e.to_string())?;
+                same_result((&cm, &cr), (&gm, &gr))
+                    .map_err(|e| format!("{} ({rows}x{}) {max_swaps:?}: {e}", t.name, l.d))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `search = "bounded"` is refused by the device backend itself (the same check as
+/// `check_refine_options`), before any device work and whatever the budget.
+fn bounded_search_is_refused(gpu: &CudaBackend) -> Result<(), String> {
+    let c = case(4, 64, Pattern::unstructured(0.5).unwrap(), 20);
+    let p = LayerProblem::new(&c.weights, c.d_out, c.d_in, &c.gram).map_err(|e| e.to_string())?;
+    for budget in [
+        sparseswaps_core::Budget::Row,
+        sparseswaps_core::Budget::Layer,
+    ] {
+        let o = RefineOptions {
+            search: Search::Bounded,
+            budget,
+            ..opts(Some(10))
+        };
+        let mut m = c.warm.clone();
+        let e = match gpu.refine(&p, &c.pattern, &mut m, &o, &|_| {}) {
+            Ok(_) => return Err(format!("bounded search ran on CUDA ({budget:?})")),
+            Err(e) => e,
+        };
+        let want = format!("cuda backend failed: {BOUNDED_SEARCH_REFUSED}");
+        if e.to_string() != want || m != c.warm {
+            return Err(format!("refusal: {e} (mask changed: {})", m != c.warm));
+        }
+    }
+    Ok(())
+}
+
 fn auto_selects_cuda(_gpu: &CudaBackend) -> Result<(), String> {
     let (b, reason) = select_backend(BackendKind::Auto).map_err(|e| e.to_string())?;
     if b.name() != "cuda" || reason.is_some() {
@@ -257,6 +326,8 @@ fn main() {
         ("options_edge_cases", options_edge_cases),
         ("stops_are_1swap_optimal", stops_are_1swap_optimal),
         ("gram_matches_reference", gram_matches_reference),
+        ("near_ties_match_cpu", near_ties_match_cpu),
+        ("bounded_search_is_refused", bounded_search_is_refused),
         ("auto_selects_cuda", auto_selects_cuda),
     ];
     // `cargo test -- NAME` filters; libtest flags (--nocapture, --test-threads N, ...) are
