@@ -51,7 +51,9 @@ impl Rng {
 /// scaled unevenly, so budget modes move weights between rows.
 fn problem(d_out: usize, d: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = Rng(seed);
-    let scale: Vec<f64> = (0..d).map(|_| 0.1 + 3.0 * rng.sym().abs().powi(3)).collect();
+    let scale: Vec<f64> = (0..d)
+        .map(|_| 0.1 + 3.0 * rng.sym().abs().powi(3))
+        .collect();
     let mut x = vec![0.0f64; tokens * d];
     for t in 0..tokens {
         let f = rng.sym();
@@ -211,5 +213,8 @@ const GOLDEN: u64 = 0x1146_9d94_9087_ca7e;
 fn engine_results_are_unchanged() {
     let got = fingerprint();
     println!("fingerprint {got:#018x}");
-    assert_eq!(got, GOLDEN, "engine results changed: fingerprint {got:#018x}");
+    assert_eq!(
+        got, GOLDEN,
+        "engine results changed: fingerprint {got:#018x}"
+    );
 }
