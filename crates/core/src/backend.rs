@@ -1,9 +1,10 @@
 //! The backend trait: where refinement runs (CPU here; CUDA in `sparseswaps-kernels`).
 
-use crate::engine::{refine, RefineOptions};
+use crate::engine::refine;
 use crate::error::Result;
 use crate::mask::Mask;
 use crate::objective::LayerProblem;
+use crate::options::RefineOptions;
 use crate::pattern::Pattern;
 use crate::report::RefineReport;
 

@@ -43,165 +43,21 @@
 //! **Memory.** The row states (`c = G p` in f64) of all rows are kept across rounds:
 //! `8 · d_out · d_in` bytes for the layer.
 
-use crate::engine::{
-    column_correlation_bound, run_row_unstructured, RefineOptions, RowJob, RowState, Search,
-};
+use crate::bounded::{column_correlation_bound, run_row_bounded};
 use crate::error::{CoreError, Result};
+use crate::exhaustive::run_row_exhaustive;
 use crate::mask::Mask;
 use crate::objective::LayerProblem;
+use crate::options::{RefineOptions, Search};
 use crate::pattern::Pattern;
 use crate::report::RefineReport;
+use crate::row::{RowJob, RowState, SearchTally};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::Instant;
 
-/// How the kept weights of an unstructured layer may be spread over its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum Budget {
-    /// Every row keeps exactly `k` (the paper; rows are independent).
-    #[default]
-    Row,
-    /// The layer total is fixed and every row keeps between `k·(1−δ)` and `k·(1+δ)`.
-    Band {
-        /// `δ ≥ 0`: the largest relative deviation of a row's kept count from `k`.
-        max_row_imbalance: f64,
-    },
-    /// Only the layer total is fixed; every row keeps at least one weight.
-    Layer,
-}
-
-impl Budget {
-    /// Builds a budget from its name (`row`, `band`, `layer`) and, for `band`, the
-    /// imbalance `δ` (ignored by the other modes).
-    pub fn parse(mode: &str, max_row_imbalance: f64) -> Result<Budget> {
-        let b = match mode.trim() {
-            "row" => Budget::Row,
-            "band" => Budget::Band { max_row_imbalance },
-            "layer" => Budget::Layer,
-            other => {
-                return Err(CoreError::InvalidOptions(format!(
-                    "budget '{other}': expected row, band or layer"
-                )))
-            }
-        };
-        b.validate()?;
-        Ok(b)
-    }
-
-    /// Checks `δ` (finite and `≥ 0`).
-    pub fn validate(&self) -> Result<()> {
-        if let Budget::Band { max_row_imbalance } = *self {
-            if !max_row_imbalance.is_finite() || max_row_imbalance < 0.0 {
-                return Err(CoreError::InvalidOptions(format!(
-                    "max_row_imbalance {max_row_imbalance} must be finite and >= 0"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The mode's name: `row`, `band` or `layer`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Budget::Row => "row",
-            Budget::Band { .. } => "band",
-            Budget::Layer => "layer",
-        }
-    }
-
-    /// The kept counts a row may have, `(lo, hi)` inclusive, for `k` kept per row on
-    /// average and rows of width `d_in`.
-    pub fn row_bounds(&self, k: usize, d_in: usize) -> (usize, usize) {
-        // Every row keeps at least one weight when the layer keeps any.
-        let floor = k.min(1);
-        match *self {
-            Budget::Row => (k, k),
-            Budget::Layer => (floor, d_in),
-            Budget::Band {
-                max_row_imbalance: delta,
-            } => {
-                // Rounded inward (with slack for the binary value of δ), so the bounds
-                // hold literally: 288 · 0.75 = 216 stays 216.
-                let lo = (k as f64 * (1.0 - delta) - 1e-9).ceil().max(0.0) as usize;
-                let hi = (k as f64 * (1.0 + delta) + 1e-9).floor() as usize;
-                (lo.max(floor).min(k), hi.min(d_in).max(k))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Budget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Budget::Band { max_row_imbalance } => write!(f, "band ±{max_row_imbalance}"),
-            other => f.write_str(other.name()),
-        }
-    }
-}
-
-/// Distribution of the kept counts over the rows of a layer.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct KeptStats {
-    /// The fewest weights a row keeps.
-    pub min: usize,
-    /// The most weights a row keeps.
-    pub max: usize,
-    /// Mean kept per row (the layer total / `d_out`).
-    pub mean: f64,
-    /// Quantiles 5%, 25%, 50%, 75%, 95% (nearest rank).
-    pub quantiles: [usize; 5],
-    /// Rows keeping fewer than `k`.
-    pub rows_below_k: usize,
-    /// Rows keeping more than `k`.
-    pub rows_above_k: usize,
-    /// The budget's lower bound on a row's kept count.
-    pub lower_bound: usize,
-    /// The budget's upper bound on a row's kept count.
-    pub upper_bound: usize,
-}
-
-impl KeptStats {
-    /// Statistics of `counts` (one per row) around `k`, with the budget's bounds.
-    pub fn from_counts(counts: &[usize], k: usize, bounds: (usize, usize)) -> Self {
-        if counts.is_empty() {
-            return KeptStats {
-                lower_bound: bounds.0,
-                upper_bound: bounds.1,
-                ..KeptStats::default()
-            };
-        }
-        let mut s = counts.to_vec();
-        s.sort_unstable();
-        let n = s.len();
-        let q = |p: f64| s[((p * (n - 1) as f64).round() as usize).min(n - 1)];
-        KeptStats {
-            min: s[0],
-            max: s[n - 1],
-            mean: s.iter().sum::<usize>() as f64 / n as f64,
-            quantiles: [q(0.05), q(0.25), q(0.5), q(0.75), q(0.95)],
-            rows_below_k: s.iter().filter(|&&c| c < k).count(),
-            rows_above_k: s.iter().filter(|&&c| c > k).count(),
-            lower_bound: bounds.0,
-            upper_bound: bounds.1,
-        }
-    }
-
-    /// Every one of `rows` rows keeps `k` (the row budget and N:M patterns).
-    pub fn uniform(rows: usize, k: usize) -> Self {
-        KeptStats::from_counts(&vec![k; rows], k, (k, k))
-    }
-
-    /// One line: `min … max, mean, quartiles`.
-    pub fn summary(&self) -> String {
-        let [p5, p25, p50, p75, p95] = self.quantiles;
-        format!(
-            "min {} / p5 {p5} / p25 {p25} / median {p50} / p75 {p75} / p95 {p95} / max {} (mean {:.2}; bounds {}..={})",
-            self.min, self.max, self.mean, self.lower_bound, self.upper_bound
-        )
-    }
-}
+// The budget types keep their paths under `budget`.
+pub use crate::options::Budget;
+pub use crate::report::KeptStats;
 
 /// One cross-row move as the budget engine applies it, for observers and tests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -376,7 +232,7 @@ pub fn refine_budget(
         .map(|(r, mrow)| {
             let st = RowState::new(problem.row(r), mrow, gram);
             let mut job = RowJob::new(st, mrow);
-            run_row_unstructured(&mut job, rho, gram, opts);
+            run_row(&mut job, rho, gram, opts);
             progress(1);
             job
         })
@@ -386,47 +242,11 @@ pub fn refine_budget(
         // Between rounds only the periodic recompute runs; one exact recompute ends.
         job.exact_stop = false;
     }
-
-    let mut offers: Vec<Offer> = jobs
-        .par_iter()
-        .map(|j| Offer::of(j, bounds, opts))
-        .collect();
-    let (mut rounds, mut moves_total) = (0u32, 0u64);
-    if bounds.0 < bounds.1 {
-        loop {
-            let moves = plan_round(&offers, opts.rel_tol, rounds);
-            if moves.is_empty() {
-                break;
-            }
-            let mut actions: Vec<Option<Action>> = vec![None; jobs.len()];
-            for m in &moves {
-                observer(m, jobs[m.donor].mask, jobs[m.recipient].mask);
-                actions[m.donor] = Some(Action::Prune(m.pruned));
-                actions[m.recipient] = Some(Action::Restore(m.restored));
-            }
-            // Disjoint rows: each applies its half of a move, then its 1-swaps.
-            jobs.par_iter_mut()
-                .zip(offers.par_iter_mut())
-                .zip(actions.par_iter())
-                .for_each(|((job, offer), act)| {
-                    let Some(act) = *act else { return };
-                    match act {
-                        Action::Prune(u) => job.state.prune(job.mask, u),
-                        Action::Restore(q) => job.state.restore(job.mask, q),
-                    };
-                    job.moves += 1;
-                    job.since_recompute += 1;
-                    if opts.recompute_every > 0 && job.since_recompute >= opts.recompute_every {
-                        job.state.recompute(job.mask);
-                        job.since_recompute = 0;
-                    }
-                    run_row_unstructured(job, rho, gram, opts);
-                    *offer = Offer::of(job, bounds, opts);
-                });
-            moves_total += moves.len() as u64;
-            rounds += 1;
-        }
-    }
+    let (rounds, moves_total) = if bounds.0 < bounds.1 {
+        run_rounds(&mut jobs, bounds, rho, gram, opts, observer)
+    } else {
+        (0, 0)
+    };
 
     // One exact recompute of every row: the reported errors carry no drift.
     jobs.par_iter_mut().for_each(|job| {
@@ -437,6 +257,7 @@ pub fn refine_budget(
         .iter()
         .map(|j| j.mask.iter().filter(|&&m| m == 1).count())
         .collect();
+    let tally = SearchTally::sum(jobs.iter().map(|j| j.tally));
     let rows = jobs.into_iter().map(|j| j.report).collect();
     let mut rep = RefineReport::from_rows(
         rows,
@@ -453,7 +274,75 @@ pub fn refine_budget(
     rep.cross_rounds = rounds;
     rep.row_phase_error = Some(row_phase_error);
     rep.kept = KeptStats::from_counts(&counts, k, bounds);
+    tally.record(&mut rep);
     Ok(rep)
+}
+
+/// Rounds of cross-row moves, each followed by 1-swaps on the rows it touched, until a
+/// round finds no improving move. Returns the rounds that applied a move and the moves.
+fn run_rounds(
+    jobs: &mut [RowJob<'_>],
+    bounds: (usize, usize),
+    rho: Option<&[f64]>,
+    gram: &[f32],
+    opts: &RefineOptions,
+    observer: &mut MoveObserver<'_>,
+) -> (u32, u64) {
+    let mut offers: Vec<Offer> = jobs
+        .par_iter()
+        .map(|j| Offer::of(j, bounds, opts))
+        .collect();
+    let (mut rounds, mut moves_total) = (0u32, 0u64);
+    loop {
+        let moves = plan_round(&offers, opts.rel_tol, rounds);
+        if moves.is_empty() {
+            break;
+        }
+        let mut actions: Vec<Option<Action>> = vec![None; jobs.len()];
+        for m in &moves {
+            observer(m, jobs[m.donor].mask, jobs[m.recipient].mask);
+            actions[m.donor] = Some(Action::Prune(m.pruned));
+            actions[m.recipient] = Some(Action::Restore(m.restored));
+        }
+        // Disjoint rows: each applies its half of a move, then its 1-swaps.
+        jobs.par_iter_mut()
+            .zip(offers.par_iter_mut())
+            .zip(actions.par_iter())
+            .for_each(|((job, offer), act)| {
+                let Some(act) = *act else { return };
+                match act {
+                    Action::Prune(u) => job.state.prune(job.mask, u),
+                    Action::Restore(q) => job.state.restore(job.mask, q),
+                };
+                job.moves += 1;
+                job.since_recompute += 1;
+                if opts.recompute_every > 0 && job.since_recompute >= opts.recompute_every {
+                    job.state.recompute(job.mask);
+                    job.since_recompute = 0;
+                }
+                run_row(job, rho, gram, opts);
+                *offer = Offer::of(job, bounds, opts);
+            });
+        moves_total += moves.len() as u64;
+        rounds += 1;
+    }
+    (rounds, moves_total)
+}
+
+/// Runs the 1-swap loop of one unstructured row from its current state until it stops
+/// (1-swap optimal, nothing to swap, or the cap on swaps plus cross-row moves). The row
+/// may keep any number of weights. `rho` selects the bounded search (`None`:
+/// exhaustive); both take the same swaps, as in [`crate::refine`].
+fn run_row(job: &mut RowJob<'_>, rho: Option<&[f64]>, gram: &[f32], opts: &RefineOptions) {
+    job.done = false;
+    job.check_cap(opts);
+    if job.done {
+        return;
+    }
+    match rho {
+        Some(rho) => run_row_bounded(job, rho, gram, opts),
+        None => run_row_exhaustive(job, gram, opts),
+    }
 }
 
 /// Checks a mask against a budget: every row within the budget's bounds and the layer
@@ -486,45 +375,6 @@ pub fn validate_budget(mask: &Mask, pattern: &Pattern, budget: &Budget) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounds_round_inward() {
-        let band = Budget::Band {
-            max_row_imbalance: 0.25,
-        };
-        assert_eq!(band.row_bounds(288, 576), (216, 360));
-        assert_eq!(band.row_bounds(10, 12), (8, 12));
-        assert_eq!(band.row_bounds(3, 6), (3, 3)); // 2.25 -> 3, 3.75 -> 3
-        assert_eq!(
-            Budget::Band {
-                max_row_imbalance: 2.0
-            }
-            .row_bounds(4, 8),
-            (1, 8)
-        );
-        assert_eq!(Budget::Layer.row_bounds(4, 8), (1, 8));
-        assert_eq!(Budget::Layer.row_bounds(0, 8), (0, 8));
-        assert_eq!(Budget::Row.row_bounds(4, 8), (4, 4));
-        assert!(Budget::parse("band", -0.1).is_err());
-        assert!(Budget::parse("band", f64::NAN).is_err());
-        let e = Budget::parse("rows", 0.25).unwrap_err().to_string();
-        assert!(
-            e.contains("'rows'") && e.contains("row, band or layer"),
-            "{e}"
-        );
-        assert_eq!(Budget::parse("layer", 0.25).unwrap(), Budget::Layer);
-    }
-
-    #[test]
-    fn kept_stats() {
-        let s = KeptStats::from_counts(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 6, (1, 11));
-        assert_eq!((s.min, s.max), (1, 11));
-        assert_eq!(s.quantiles, [2, 4, 6, 9, 11]);
-        assert_eq!((s.rows_below_k, s.rows_above_k), (5, 5));
-        assert!((s.mean - 6.0).abs() < 1e-12);
-        let u = KeptStats::uniform(3, 4);
-        assert_eq!((u.min, u.max, u.quantiles), (4, 4, [4; 5]));
-    }
 
     /// Greedy pairing: disjoint rows, best donor with best other recipient, no move that
     /// does not lower the error.

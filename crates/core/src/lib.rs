@@ -25,26 +25,33 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod bounded;
 pub mod budget;
 pub mod engine;
 pub mod error;
+mod exhaustive;
 pub mod mask;
+mod nm;
 pub mod objective;
+pub mod options;
 pub mod pattern;
 pub mod report;
+mod row;
 pub mod select;
 mod simd;
 
 pub use backend::{Backend, CpuBackend};
-pub use budget::{refine_budget, validate_budget, Budget, CrossMove, KeptStats, MoveObserver};
-pub use engine::{
-    best_swaps_bounded, best_swaps_unstructured, column_correlation_bound, refine, RefineOptions,
-    RowState, Search,
-};
+pub use bounded::{best_swaps_bounded, column_correlation_bound};
+pub use budget::{refine_budget, validate_budget, CrossMove, MoveObserver};
+pub use engine::refine;
 pub use error::{CoreError, Result};
+pub use exhaustive::best_swaps_unstructured;
 pub use mask::{validate_mask, Mask};
 pub use objective::{check_finite, layer_error, row_energy, row_error, LayerError, LayerProblem};
+pub use options::{Budget, RefineOptions, Search};
 pub use pattern::Pattern;
+pub use report::KeptStats;
 pub use report::{RefineReport, RowReport, StopReason};
+pub use row::RowState;
 pub use select::mask_from_scores;
 pub use simd::has_avx2;

@@ -1,6 +1,9 @@
 //! What a refinement run reports: per row and per layer.
+//!
+//! A leaf of the engine: the searches, the driver and the budget engine fill these
+//! types; this module reads only the options.
 
-use crate::budget::{Budget, KeptStats};
+use crate::options::Budget;
 use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,68 @@ pub struct RowReport {
     pub pairs: u64,
     /// Why the row stopped.
     pub stop: StopReason,
+}
+
+/// Distribution of the kept counts over the rows of a layer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct KeptStats {
+    /// The fewest weights a row keeps.
+    pub min: usize,
+    /// The most weights a row keeps.
+    pub max: usize,
+    /// Mean kept per row (the layer total / `d_out`).
+    pub mean: f64,
+    /// Quantiles 5%, 25%, 50%, 75%, 95% (nearest rank).
+    pub quantiles: [usize; 5],
+    /// Rows keeping fewer than `k`.
+    pub rows_below_k: usize,
+    /// Rows keeping more than `k`.
+    pub rows_above_k: usize,
+    /// The budget's lower bound on a row's kept count.
+    pub lower_bound: usize,
+    /// The budget's upper bound on a row's kept count.
+    pub upper_bound: usize,
+}
+
+impl KeptStats {
+    /// Statistics of `counts` (one per row) around `k`, with the budget's bounds.
+    pub fn from_counts(counts: &[usize], k: usize, bounds: (usize, usize)) -> Self {
+        if counts.is_empty() {
+            return KeptStats {
+                lower_bound: bounds.0,
+                upper_bound: bounds.1,
+                ..KeptStats::default()
+            };
+        }
+        let mut s = counts.to_vec();
+        s.sort_unstable();
+        let n = s.len();
+        let q = |p: f64| s[((p * (n - 1) as f64).round() as usize).min(n - 1)];
+        KeptStats {
+            min: s[0],
+            max: s[n - 1],
+            mean: s.iter().sum::<usize>() as f64 / n as f64,
+            quantiles: [q(0.05), q(0.25), q(0.5), q(0.75), q(0.95)],
+            rows_below_k: s.iter().filter(|&&c| c < k).count(),
+            rows_above_k: s.iter().filter(|&&c| c > k).count(),
+            lower_bound: bounds.0,
+            upper_bound: bounds.1,
+        }
+    }
+
+    /// Every one of `rows` rows keeps `k` (the row budget and N:M patterns).
+    pub fn uniform(rows: usize, k: usize) -> Self {
+        KeptStats::from_counts(&vec![k; rows], k, (k, k))
+    }
+
+    /// One line: `min … max, mean, quartiles`.
+    pub fn summary(&self) -> String {
+        let [p5, p25, p50, p75, p95] = self.quantiles;
+        format!(
+            "min {} / p5 {p5} / p25 {p25} / median {p50} / p75 {p75} / p95 {p95} / max {} (mean {:.2}; bounds {}..={})",
+            self.min, self.max, self.mean, self.lower_bound, self.upper_bound
+        )
+    }
 }
 
 /// A whole layer's outcome.
@@ -97,6 +162,14 @@ pub struct RefineReport {
     /// `reconstructed_error / energy`.
     #[serde(default)]
     pub reconstructed_relative: Option<f64>,
+    /// Search steps of unstructured rows decided by the bounded search's ordered walk
+    /// (`search = bounded`; 0 on other backends).
+    #[serde(default)]
+    pub bounded_steps: u64,
+    /// Search steps where the bounded search ruled out too few pairs and one exhaustive
+    /// pass decided instead (it finds the same pair).
+    #[serde(default)]
+    pub bounded_fallback_steps: u64,
 }
 
 impl RefineReport {
@@ -152,6 +225,8 @@ impl RefineReport {
             kept: KeptStats::uniform(d_out, kept_per_row),
             reconstructed_error: None,
             reconstructed_relative: None,
+            bounded_steps: 0,
+            bounded_fallback_steps: 0,
         }
     }
 
@@ -220,5 +295,21 @@ impl RefineReport {
             secs = self.seconds,
         );
         base + &extra
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_stats() {
+        let s = KeptStats::from_counts(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 6, (1, 11));
+        assert_eq!((s.min, s.max), (1, 11));
+        assert_eq!(s.quantiles, [2, 4, 6, 9, 11]);
+        assert_eq!((s.rows_below_k, s.rows_above_k), (5, 5));
+        assert!((s.mean - 6.0).abs() < 1e-12);
+        let u = KeptStats::uniform(3, 4);
+        assert_eq!((u.min, u.max, u.quantiles), (4, 4, [4; 5]));
     }
 }
