@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod assemble;
 pub mod config;
 pub mod error;
 pub mod gguf;
