@@ -3,7 +3,7 @@
 //! Llama-family decoders (Llama 2/3, Mistral, Qwen2, SmolLM) for the sparseswaps
 //! pruning pipeline, on the CPU with f32 activations:
 //!
-//! - [`load`]: a Hugging Face directory (`config.json`, one or several `*.safetensors`
+//! - [`load`](fn@load): a Hugging Face directory (`config.json`, one or several `*.safetensors`
 //!   with `model.safetensors.index.json`, `tokenizer.json`; f32, f16 or bf16) or a GGUF
 //!   file (dequantized to f32, Q/K un-permuted to HF layout, tokenizer built from its
 //!   metadata);
@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod assemble;
 pub mod config;
 pub mod error;
 pub mod gguf;

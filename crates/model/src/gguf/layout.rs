@@ -1,0 +1,92 @@
+//! From llama.cpp's tensor layout to Hugging Face's: GGUF tensor names to HF names, and
+//! Q/K rows un-permuted back from llama.cpp's interleaved-rope order.
+
+use crate::config::LlamaConfig;
+use crate::error::{CandleContext, Result};
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Tensor;
+use std::path::Path;
+
+/// GGUF name -> HF name, for the tensors of the model: the embedding, the final norm,
+/// the output head unless tied, and per block its two norms, seven linear weights and
+/// whichever biases the file has.
+pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = vec![
+        (
+            "token_embd.weight".into(),
+            "model.embed_tokens.weight".into(),
+        ),
+        ("output_norm.weight".into(), "model.norm.weight".into()),
+    ];
+    if !config.tie_word_embeddings {
+        names.push(("output.weight".into(), "lm_head.weight".into()));
+    }
+    for l in 0..config.num_hidden_layers {
+        for (g, h) in [
+            ("attn_norm", "input_layernorm"),
+            ("ffn_norm", "post_attention_layernorm"),
+            ("attn_q", "self_attn.q_proj"),
+            ("attn_k", "self_attn.k_proj"),
+            ("attn_v", "self_attn.v_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_gate", "mlp.gate_proj"),
+            ("ffn_up", "mlp.up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+        ] {
+            names.push((
+                format!("blk.{l}.{g}.weight"),
+                format!("model.layers.{l}.{h}.weight"),
+            ));
+            let gb = format!("blk.{l}.{g}.bias");
+            if ct.tensor_infos.contains_key(&gb) {
+                names.push((gb, format!("model.layers.{l}.{h}.bias")));
+            }
+        }
+    }
+    names
+}
+
+/// Whether GGUF tensor `g` is a Q or K weight or bias, the tensors llama.cpp permutes.
+pub(super) fn is_permuted(g: &str) -> bool {
+    g.ends_with("attn_q.weight")
+        || g.ends_with("attn_k.weight")
+        || g.ends_with("attn_q.bias")
+        || g.ends_with("attn_k.bias")
+}
+
+/// Inverts llama.cpp's Q/K permutation for interleaved rope:
+/// GGUF row `h·d + 2i + j` holds HF row `h·d + j·d/2 + i`.
+fn unpermute(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let hd = out / n_head;
+    w.reshape((n_head, hd / 2, 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))
+}
+
+/// Un-permutes the Q or K weight or bias `t` (GGUF name `g`) back to HF row order.
+pub(super) fn unpermute_qk(
+    path: &Path,
+    config: &LlamaConfig,
+    g: &str,
+    t: &Tensor,
+) -> Result<Tensor> {
+    let heads = if g.contains("attn_q") {
+        config.num_attention_heads
+    } else {
+        config.num_key_value_heads
+    };
+    if t.rank() == 1 {
+        let n = t.dims()[0];
+        unpermute(&t.reshape((n, 1)).ctx(|| g.to_string())?, heads).and_then(|t| t.reshape(n))
+    } else {
+        unpermute(t, heads)
+    }
+    .ctx(|| {
+        format!(
+            "{}: un-permuting tensor '{g}' ({heads} heads)",
+            path.display()
+        )
+    })
+}
