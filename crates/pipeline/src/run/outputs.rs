@@ -37,7 +37,7 @@ pub struct Finished<'a> {
 }
 
 /// The run report of `f` (its `total_seconds` and `peak_memory_bytes` filled in by
-/// [`write`]).
+/// [`write()`]).
 pub fn report(f: &Finished<'_>) -> RunReport {
     let layers = f.manifest.layers.clone();
     let reductions: Vec<f64> = layers.iter().map(|r| r.reduction).collect();
