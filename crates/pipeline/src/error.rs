@@ -1,6 +1,6 @@
 //! Typed errors of the pipeline; every message is one line naming what is at fault.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Everything that can stop a pipeline run.
@@ -59,6 +59,10 @@ pub enum PipelineError {
         /// What went wrong.
         reason: String,
     },
+    /// A warm-start plugin could not be found or loaded (the message names the plugin
+    /// and, when it is not found, where it was searched).
+    #[error(transparent)]
+    Plugin(#[from] sparseswaps_plugin_host::PluginError),
     /// The requested backend is unavailable.
     #[error("backend: {0}")]
     Backend(String),
@@ -91,3 +95,11 @@ pub enum PipelineError {
 
 /// Result type of the pipeline.
 pub type Result<T> = std::result::Result<T, PipelineError>;
+
+/// Maps an I/O error on `path` to [`PipelineError::Io`] (for `map_err`).
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
+    move |error| PipelineError::Io {
+        path: path.into(),
+        error,
+    }
+}

@@ -5,7 +5,7 @@
 use crate::error::{PipelineError, Result};
 use serde::{Deserialize, Serialize};
 use sparseswaps_core::{Budget, KeptStats, LayerProblem, Mask, RefineReport};
-use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
+use sparseswaps_reconstruct::{reconstruct, ReconstructOptions, Reconstruction};
 
 /// Per-layer figures of the budget modes and of reconstruction (flattened into the
 /// layer's entry of `report.json`).
@@ -31,15 +31,16 @@ pub struct BudgetFigures {
     pub reconstruct_seconds: Option<f64>,
 }
 
-/// The layer's final weights (row-major f32: pruned, and re-fitted when `refit`) and
-/// its budget and reconstruction figures.
+/// The layer's final weights (row-major f32: masked, and re-fitted when `refit` gives
+/// the reconstruction's options), its budget and reconstruction figures, and the
+/// reconstruction (its weights moved into the first).
 pub fn finish_layer(
-    name: &str,
+    label: &str,
     problem: &LayerProblem<'_>,
     mask: &Mask,
     rep: &RefineReport,
-    refit: bool,
-) -> Result<(Vec<f32>, BudgetFigures)> {
+    refit: Option<ReconstructOptions>,
+) -> Result<(Vec<f32>, BudgetFigures, Option<Reconstruction>)> {
     let mut fig = BudgetFigures {
         budget: rep.budget,
         cross_moves: rep.cross_moves,
@@ -50,17 +51,11 @@ pub fn finish_layer(
         rows_refit: None,
         reconstruct_seconds: None,
     };
-    if !refit {
-        let pruned = problem
-            .weights()
-            .iter()
-            .zip(mask.as_slice())
-            .map(|(&x, &m)| if m == 1 { x } else { 0.0 })
-            .collect();
-        return Ok((pruned, fig));
-    }
-    let r = reconstruct(problem, mask, &ReconstructOptions::default())
-        .map_err(|e| PipelineError::Input(format!("{name}: {e}")))?;
+    let Some(opts) = refit else {
+        return Ok((mask.apply(problem.weights()), fig, None));
+    };
+    let mut r = reconstruct(problem, mask, &opts)
+        .map_err(|e| PipelineError::Input(format!("{label}: {e}")))?;
     fig.reconstructed_error = Some(r.reconstructed_error);
     fig.reconstructed_relative = Some(if rep.energy > 0.0 {
         r.reconstructed_error / rep.energy
@@ -69,5 +64,6 @@ pub fn finish_layer(
     });
     fig.rows_refit = Some(r.rows_refit);
     fig.reconstruct_seconds = Some(r.seconds);
-    Ok((r.weights, fig))
+    let weights = std::mem::take(&mut r.weights);
+    Ok((weights, fig, Some(r)))
 }

@@ -1,9 +1,7 @@
 //! `sparseswaps convert`: a GGUF file or HF directory in, an HF directory out.
 
 use anyhow::Result;
-use sparseswaps_model::{load, save_hf_dir, ModelError, SaveDtype};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Arguments of `convert`.
 #[derive(Debug, clap::Args)]
@@ -23,22 +21,14 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<()> {
-    let dtype: SaveDtype = args.dtype.parse()?;
-    // Refuse before the (slow) load.
-    if args.out.exists() && !args.force {
-        return Err(ModelError::OutputExists { path: args.out }.into());
-    }
-    let t0 = Instant::now();
-    let model = load(&args.model)?;
-    save_hf_dir(&model, &args.out, dtype, args.force)?;
-    let cfg = model.config();
+    let c = sparseswaps_pipeline::tools::convert(&args.model, &args.out, &args.dtype, args.force)?;
     println!(
         "wrote {} ({}, {} layers, hidden {}) in {:.1} s",
         args.out.display(),
-        cfg.architecture.hf_class(),
-        cfg.num_hidden_layers,
-        cfg.hidden_size,
-        t0.elapsed().as_secs_f64()
+        c.architecture,
+        c.layers,
+        c.hidden,
+        c.seconds
     );
     Ok(())
 }

@@ -2,9 +2,7 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use sparseswaps_model::{load, perplexity_of_file};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
@@ -24,17 +22,13 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<()> {
-    let t0 = Instant::now();
-    let model = load(&args.model)?;
-    let load_s = t0.elapsed().as_secs_f64();
     let bar = ProgressBar::new(args.windows as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} windows {elapsed_precise} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let t1 = Instant::now();
-    let res = perplexity_of_file(
-        &model,
+    let res = sparseswaps_pipeline::tools::eval(
+        &args.model,
         &args.text,
         args.seq_len,
         args.windows,
@@ -52,8 +46,8 @@ pub fn run(args: Args) -> Result<()> {
         p.tokens,
         p.windows,
         args.seq_len,
-        t1.elapsed().as_secs_f64(),
-        load_s
+        p.eval_seconds,
+        p.load_seconds
     );
     Ok(())
 }

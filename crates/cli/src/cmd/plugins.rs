@@ -1,7 +1,6 @@
 //! `sparseswaps plugins`: what warm-start plugins this binary can see.
 
 use anyhow::Result;
-use sparseswaps_plugin_host::{Registry, SearchPath};
 use std::path::PathBuf;
 
 /// Arguments of `plugins`.
@@ -29,18 +28,17 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn list(dirs: &[PathBuf]) -> Result<()> {
-    let search = SearchPath::new(dirs);
-    let reg = Registry::discover(&search);
-    let rows: Vec<[String; 5]> = reg
-        .plugins()
+    let listing = sparseswaps_pipeline::tools::list_plugins(dirs);
+    let rows: Vec<[String; 5]> = listing
+        .plugins
         .iter()
         .map(|p| {
             [
-                p.name().to_string(),
-                p.version().to_string(),
-                p.abi_version().to_string(),
-                p.pattern_names(),
-                p.path().display().to_string(),
+                p.name.clone(),
+                p.version.clone(),
+                p.abi.to_string(),
+                p.patterns.clone(),
+                p.library.display().to_string(),
             ]
         })
         .collect();
@@ -68,17 +66,17 @@ fn list(dirs: &[PathBuf]) -> Result<()> {
     if rows.is_empty() {
         println!("(no plugins found)");
     }
-    for p in reg.shadowed() {
+    for p in &listing.shadowed {
         println!(
             "shadowed: {} {} ({}): an earlier library has the same name",
-            p.name(),
-            p.version(),
-            p.path().display()
+            p.name,
+            p.version,
+            p.library.display()
         );
     }
-    for s in reg.skipped() {
-        println!("skipped: {}", s.error);
+    for s in &listing.skipped {
+        println!("skipped: {s}");
     }
-    println!("searched (in order): {}", search.describe());
+    println!("searched (in order): {}", listing.searched);
     Ok(())
 }

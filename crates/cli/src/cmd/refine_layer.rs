@@ -1,15 +1,8 @@
 //! `sparseswaps refine-layer`: one layer's mask from weights and a Gram matrix.
 
-use anyhow::{bail, Context, Result};
-use sparseswaps_core::{refine, Budget, LayerProblem, Mask, Pattern, RefineOptions};
-use sparseswaps_gram::{GramAccumulator, GramError};
-use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, PluginError, SearchPath};
-use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
-use sparseswaps_tensor_io::{
-    check_output_dir, read_tensor_f32, read_tensor_u8, write_atomic, write_safetensors_atomic,
-    OwnedTensor, TensorSpec,
-};
-use std::collections::HashMap;
+use anyhow::{Context, Result};
+use sparseswaps_pipeline::refine_layer::{RefineLayerJob, SecondMoment};
+use sparseswaps_pipeline::Event;
 use std::path::PathBuf;
 
 /// Arguments of `refine-layer`.
@@ -36,7 +29,8 @@ pub struct Args {
     /// Warm start: a plugin name (`wanda`, `magnitude`, or any installed plugin: see
     /// `sparseswaps plugins list`), a plugin library path, or `mask:FILE[:TENSOR]` (u8,
     /// 1 = kept). `magnitude` and `wanda` fall back to the built-in code, with a note,
-    /// when no plugin library of that name is found.
+    /// when no plugin library of that name is found (an error when --plugin-options is
+    /// given, since the built-in code takes none).
     #[arg(
         long,
         default_value = "wanda",
@@ -54,9 +48,14 @@ pub struct Args {
     #[arg(long, default_value = "100")]
     max_swaps: String,
     /// How each step finds the best swap: `bounded` (exact, visits pairs in order of a
-    /// lower bound) or `exhaustive` (every pair, as in the paper). Same result.
-    #[arg(long, default_value = "bounded")]
-    search: String,
+    /// lower bound) or `exhaustive` (every pair, as in the paper). Same result. Default:
+    /// bounded on the CPU, exhaustive on CUDA (which runs no bounded search).
+    #[arg(long, value_name = "bounded|exhaustive")]
+    search: Option<String>,
+    /// Where to refine: `cpu`, `cuda`, or `auto` (CUDA when it can run here, else the
+    /// CPU, saying why). With CUDA, --activations are accumulated on cuBLAS too.
+    #[arg(long, default_value = "auto", value_parser = ["cpu", "cuda", "auto"])]
+    backend: String,
     /// How the kept weights may spread over rows (unstructured only): `row` (k per
     /// row, the paper), `band` (the layer total fixed, each row within k·(1±δ)) or
     /// `layer` (only the layer total fixed, at least one weight per row).
@@ -101,279 +100,59 @@ fn parse_max_swaps(s: &str) -> Result<Option<u32>> {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<()> {
-    // Fail on unusable outputs before any work.
-    check_output_dir(&args.out)?;
-    if let Some(r) = &args.report {
-        check_output_dir(r)?;
-    }
-    let pattern: Pattern = match (&args.sparsity, &args.pattern) {
-        (Some(s), None) => Pattern::unstructured(*s)?,
-        (None, Some(p)) => p.parse()?,
-        _ => bail!("give exactly one of --sparsity and --pattern"),
+    let second_moment = match (args.gram, args.activations) {
+        (Some(g), None) => SecondMoment::Gram(g),
+        (None, Some(a)) => SecondMoment::Activations(a),
+        _ => anyhow::bail!("give exactly one of --gram and --activations"),
     };
-    let max_swaps = parse_max_swaps(&args.max_swaps)?;
-    if args.max_row_imbalance.is_some() && args.budget != "band" {
-        bail!(
-            "--max-row-imbalance applies to --budget band only (budget is '{}')",
-            args.budget
-        );
-    }
-    let budget =
-        Budget::parse(&args.budget, args.max_row_imbalance.unwrap_or(0.25)).context("--budget")?;
-    if budget != Budget::Row && pattern.group().is_some() {
-        bail!(
-            "--budget {} needs --sparsity: N:M patterns ({pattern}) keep N in every group of M",
-            budget.name()
-        );
-    }
-    if let Some(p) = &args.weights_out {
-        check_output_dir(p)?;
-    }
-
-    let wspec = TensorSpec::parse(&args.weight);
-    let w = read_tensor_f32(&wspec, 2)?;
-    let (d_out, d_in) = (w.shape[0], w.shape[1]);
-    let (gspec, g) = match (&args.gram, &args.activations) {
-        (Some(gram), None) => {
-            let gspec = TensorSpec::parse(gram);
-            let g = read_tensor_f32(&gspec, 2)?;
-            if g.shape[0] != g.shape[1] {
-                bail!(
-                    "{gspec}: Gram matrix '{}' is not square: shape {:?}",
-                    g.name,
-                    g.shape
-                );
-            }
-            if g.shape[0] != d_in {
-                bail!(
-                    "{gspec}: Gram matrix '{}' is [{}, {}] but weights '{}' have d_in = {d_in}",
-                    g.name,
-                    g.shape[0],
-                    g.shape[1],
-                    w.name
-                );
-            }
-            (gspec, g.data)
-        }
-        (None, Some(acts)) => {
-            let aspec = TensorSpec::parse(acts);
-            let g = gram_from_activations(&aspec, d_in, &w.name)?;
-            (aspec, g)
-        }
-        _ => bail!("give exactly one of --gram and --activations"),
-    };
-    pattern
-        .check_width(d_in)
-        .with_context(|| format!("weights {wspec}"))?;
-    let problem = LayerProblem::new(&w.data, d_out, d_in, &g)
-        .with_context(|| format!("weights {wspec}, Gram {gspec}"))?;
-
-    let (mut mask, plugin) = warm_start(&args, &problem, &pattern)?;
-    let search: sparseswaps_core::Search = args.search.parse().map_err(anyhow::Error::msg)?;
-    let opts = RefineOptions {
-        max_swaps,
-        search,
-        budget,
-        ..RefineOptions::default()
-    };
-    let mut report = refine(&problem, &pattern, &mut mask, &opts, &|_| {})?;
-    let rec_opts = ReconstructOptions {
+    let job = RefineLayerJob {
+        weight: args.weight,
+        second_moment,
+        sparsity: args.sparsity,
+        pattern: args.pattern,
+        warm_start: args.warm_start,
+        plugin_dirs: args.plugin_dir,
+        plugin_options: args.plugin_options,
+        max_swaps: parse_max_swaps(&args.max_swaps)?,
+        search: args.search,
+        budget: args.budget,
+        max_row_imbalance: args.max_row_imbalance,
+        backend: args.backend,
+        reconstruct: args.reconstruct,
         damping: args.damping,
-        ..ReconstructOptions::default()
+        weights_out: args.weights_out,
+        out: args.out,
+        report: args.report,
     };
-    let recon = if args.reconstruct {
-        let r = reconstruct(&problem, &mask, &rec_opts).context("--reconstruct")?;
-        report.set_reconstructed(r.reconstructed_error);
-        Some(r)
-    } else {
-        None
+    let events = |ev: Event| {
+        if let Event::Note(n) = ev {
+            eprintln!("note: {n}");
+        }
     };
-    if let Some(path) = &args.weights_out {
-        let weights: Vec<f32> = match &recon {
-            Some(r) => r.weights.clone(),
-            None => w
-                .data
-                .iter()
-                .zip(mask.as_slice())
-                .map(|(&x, &m)| if m == 1 { x } else { 0.0 })
-                .collect(),
-        };
-        let meta = HashMap::from([
-            ("weights".to_string(), wspec.to_string()),
-            ("reconstructed".to_string(), args.reconstruct.to_string()),
-        ]);
-        write_safetensors_atomic(
-            path,
-            &[(
-                "weight".to_string(),
-                OwnedTensor::f32(vec![d_out, d_in], &weights),
-            )],
-            Some(meta),
-        )?;
-    }
-
-    let meta = HashMap::from([
-        ("pattern".to_string(), pattern.to_string()),
-        ("warm_start".to_string(), args.warm_start.clone()),
-        ("weights".to_string(), wspec.to_string()),
-        (
-            "convention".to_string(),
-            "1 = kept, N:M = N kept of M".to_string(),
-        ),
-    ]);
-    write_safetensors_atomic(
-        &args.out,
-        &[(
-            "mask".to_string(),
-            OwnedTensor::u8(vec![d_out, d_in], mask.into_vec()),
-        )],
-        Some(meta),
-    )?;
-    if let Some(path) = &args.report {
-        let json = serde_json::json!({
-            "weights": wspec.to_string(),
-            (if args.gram.is_some() { "gram" } else { "activations" }): gspec.to_string(),
-            "warm_start": args.warm_start,
-            "warm_start_plugin": plugin.as_ref().map(|p| serde_json::json!({
-                "name": p.name(),
-                "version": p.version(),
-                "library": p.path().display().to_string(),
-                "options": args.plugin_options,
-            })),
-            "options": opts,
-            "report": report,
-            "reconstruction": recon.as_ref().map(|r| serde_json::json!({
-                "damping": rec_opts.damping,
-                "mask_error": r.mask_error,
-                "reconstructed_error": r.reconstructed_error,
-                "mask_relative": r.mask_relative(),
-                "reconstructed_relative": r.reconstructed_relative(),
-                "rows_refit": r.rows_refit,
-                "rows_unchanged": r.rows_unchanged,
-                "rows_redamped": r.rows_redamped,
-                "seconds": r.seconds,
-            })),
-        });
-        write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    }
-    match &plugin {
-        Some(p) => println!(
+    let out = sparseswaps_pipeline::refine_layer::run(&job, &events)?;
+    match (&out.plugin, out.built_in) {
+        (Some(p), _) => println!(
             "warm start         {} (plugin {}, {})",
-            p.name(),
-            p.version(),
-            p.path().display()
+            p.name,
+            p.version,
+            p.library.display()
         ),
-        None if is_builtin(&args.warm_start) => println!(
+        (None, true) => println!(
             "warm start         {} (built in: no plugin library found)",
-            args.warm_start
+            out.warm_start
         ),
-        None => println!("warm start         {}", args.warm_start),
+        (None, false) => println!("warm start         {}", out.warm_start),
     }
-    println!("{}", report.summary());
-    if let Some(r) = &recon {
+    println!("{}", out.report.summary());
+    if let Some(r) = &out.reconstruction {
         println!(
             "reconstruction     {} of {} rows re-fitted ({} kept their weights, {} needed more damping), {:.3} s",
-            r.rows_refit, d_out, r.rows_unchanged, r.rows_redamped, r.seconds
+            r.rows_refit, out.report.d_out, r.rows_unchanged, r.rows_redamped, r.seconds
         );
+    }
+    // On stdout with the result: stderr stays for the one error line of a failure.
+    if let Some(n) = &out.backend_note {
+        println!("backend auto       chose the CPU ({n})");
     }
     Ok(())
-}
-
-/// Tokens per batch when a Gram matrix is accumulated from an activations file.
-const ACTIVATION_BATCH: usize = 4096;
-
-/// Reads activations `[tokens, d_in]` and accumulates their Gram matrix batch by batch.
-fn gram_from_activations(spec: &TensorSpec, d_in: usize, weight_name: &str) -> Result<Vec<f32>> {
-    let a = read_tensor_f32(spec, 2)?;
-    if a.shape[1] != d_in {
-        bail!(
-            "{spec}: activations '{}' are {:?} ([tokens, d_in]) but weights '{weight_name}' have d_in = {d_in}",
-            a.name,
-            a.shape
-        );
-    }
-    let mut acc = GramAccumulator::new(d_in);
-    for (b, batch) in a.data.chunks(ACTIVATION_BATCH * d_in).enumerate() {
-        match acc.add_batch(batch, batch.len() / d_in) {
-            Ok(()) => {}
-            // Name the row of the file, not of the batch.
-            Err(GramError::NonFinite { row, col, value, .. }) => bail!(
-                "{spec}: activations '{}' have a non-finite value {value} at row {} (token), column {col} (channel)",
-                a.name,
-                b * ACTIVATION_BATCH + row
-            ),
-            Err(e) => return Err(e).with_context(|| format!("{spec}: activations '{}'", a.name)),
-        }
-    }
-    if acc.tokens() == 0 {
-        bail!("{spec}: activations '{}' hold no tokens", a.name);
-    }
-    Ok(acc.to_f32())
-}
-
-/// The warm-start mask: from a mask file, or from a plugin (returned with the mask).
-fn warm_start(
-    args: &Args,
-    problem: &LayerProblem<'_>,
-    pattern: &Pattern,
-) -> Result<(Mask, Option<Plugin>)> {
-    let (d_out, d_in) = (problem.d_out(), problem.d_in());
-    let spec = args.warm_start.as_str();
-    if let Some(file) = spec.strip_prefix("mask:") {
-        let mspec = TensorSpec::parse(file);
-        let m = read_tensor_u8(&mspec, 2)?;
-        if m.shape != [d_out, d_in] {
-            bail!(
-                "{mspec}: mask '{}' has shape {:?}, weights are [{d_out}, {d_in}]",
-                m.name,
-                m.shape
-            );
-        }
-        let mask = Mask::new(d_out, d_in, m.data).with_context(|| mspec.to_string())?;
-        mask.validate(pattern)
-            .with_context(|| format!("{mspec}: warm-start mask"))?;
-        return Ok((mask, None));
-    }
-    let diag = problem.gram_diag();
-    let plugin = match resolve(spec, &SearchPath::new(&args.plugin_dir)) {
-        Ok(p) => p,
-        // The bundled warm starts are also linked in: a binary copied without its
-        // plugins still runs them (and says so).
-        Err(e @ PluginError::NotFound { .. }) if is_builtin(spec) => {
-            eprintln!("note: {e}; using the built-in {spec}");
-            let mask = if spec == sparseswaps_warmstart_magnitude::NAME {
-                sparseswaps_warmstart_magnitude::magnitude_mask(
-                    problem.weights(),
-                    d_out,
-                    d_in,
-                    pattern,
-                )?
-            } else {
-                sparseswaps_warmstart_wanda::wanda_mask(
-                    problem.weights(),
-                    d_out,
-                    d_in,
-                    &diag,
-                    pattern,
-                )?
-            };
-            return Ok((mask, None));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let input = MaskInput {
-        weights: problem.weights(),
-        rows: d_out,
-        cols: d_in,
-        gram_diag: Some(&diag),
-        gram: Some(problem.gram()),
-        options: args.plugin_options.as_deref(),
-    };
-    let mask = plugin.compute_mask(&input, pattern)?;
-    Ok((mask, Some(plugin)))
-}
-
-/// Whether `spec` names a warm start that is also linked in.
-fn is_builtin(spec: &str) -> bool {
-    spec == sparseswaps_warmstart_magnitude::NAME || spec == sparseswaps_warmstart_wanda::NAME
 }

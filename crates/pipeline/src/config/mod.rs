@@ -7,7 +7,11 @@
 use crate::error::{PipelineError, Result};
 use serde::{Deserialize, Serialize};
 use sparseswaps_core::Pattern;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod paths;
+
+pub use paths::{expand_path, glob_match};
 
 /// A whole pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,10 +189,12 @@ pub struct RefineSection {
     /// the already pruned earlier sublayers.
     #[serde(default = "default_sequential")]
     pub sequential: String,
-    /// `bounded` (default: exact, visits pairs in order of a lower bound) or
-    /// `exhaustive` (every admissible pair, as in the paper). Same masks.
-    #[serde(default = "default_search")]
-    pub search: String,
+    /// `bounded` (exact, visits pairs in order of a lower bound) or `exhaustive` (every
+    /// admissible pair, as in the paper). Same masks. Unset (the default): `bounded` on
+    /// the CPU, `exhaustive` on CUDA, which runs no bounded search; a run's report and
+    /// checkpoint record the search it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
     /// `row` (default: k kept per row), `band` (layer total fixed, each row within
     /// k·(1±max_row_imbalance)) or `layer` (only the layer total fixed). Unstructured
     /// patterns only.
@@ -207,17 +213,13 @@ fn default_budget() -> String {
     "row".into()
 }
 
-fn default_search() -> String {
-    "bounded".into()
-}
-
 impl Default for RefineSection {
     fn default() -> Self {
         RefineSection {
             max_swaps: default_cap(),
             backend: default_backend(),
             sequential: default_sequential(),
-            search: default_search(),
+            search: None,
             budget: default_budget(),
             max_row_imbalance: None,
             reconstruct: false,
@@ -335,10 +337,10 @@ impl PipelineConfig {
         }
         self.sequential(path)?;
         self.budget(path)?;
-        self.refine
-            .search
-            .parse::<sparseswaps_core::Search>()
-            .map_err(|e| bad(format!("refine.{e}")))?;
+        if let Some(s) = &self.refine.search {
+            s.parse::<sparseswaps_core::Search>()
+                .map_err(|e| bad(format!("refine.{e}")))?;
+        }
         let c = &self.calibration;
         if c.samples == 0 || c.seq_len < 2 || c.micro_batch == 0 {
             return Err(bad(
@@ -401,6 +403,39 @@ impl PipelineConfig {
         Ok(budget)
     }
 
+    /// The refinement options: `refine.max_swaps`, `refine.search` (`default_search`
+    /// when unset) and the budget.
+    pub fn refine_options(
+        &self,
+        path: &Path,
+        default_search: sparseswaps_core::Search,
+    ) -> Result<sparseswaps_core::RefineOptions> {
+        let search = match &self.refine.search {
+            Some(s) => s.parse().map_err(|e| PipelineError::Config {
+                path: path.into(),
+                reason: format!("refine.{e}"),
+            })?,
+            None => default_search,
+        };
+        Ok(sparseswaps_core::RefineOptions {
+            max_swaps: self.refine.max_swaps.as_option(),
+            search,
+            budget: self.budget(path)?,
+            ..sparseswaps_core::RefineOptions::default()
+        })
+    }
+
+    /// The backend kind (`refine.backend`).
+    pub fn backend_kind(&self, path: &Path) -> Result<sparseswaps_kernels::BackendKind> {
+        self.refine
+            .backend
+            .parse()
+            .map_err(|e| PipelineError::Config {
+                path: path.into(),
+                reason: format!("refine.backend: {e}"),
+            })
+    }
+
     /// The sequential mode.
     pub fn sequential(&self, path: &Path) -> Result<Sequential> {
         match self.refine.sequential.as_str() {
@@ -414,185 +449,5 @@ impl PipelineConfig {
     }
 }
 
-/// Expands `${VAR}` and `${VAR:-default}` in a path string.
-pub fn expand_path(s: &str) -> PathBuf {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        match after.find('}') {
-            Some(j) => {
-                let expr = &after[..j];
-                let (name, default) = match expr.split_once(":-") {
-                    Some((n, d)) => (n, Some(d)),
-                    None => (expr, None),
-                };
-                match std::env::var(name) {
-                    Ok(v) if !v.is_empty() => out.push_str(&v),
-                    _ => out.push_str(default.unwrap_or("")),
-                }
-                rest = &after[j + 1..];
-            }
-            None => {
-                out.push_str(&rest[i..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    PathBuf::from(out)
-}
-
-/// Whether `name` matches the glob `pat` (`*` any run of characters, `?` one).
-pub fn glob_match(pat: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: &str = r#"
-[model]
-path = "m.gguf"
-[calibration]
-text = "c.txt"
-[pattern]
-sparsity = 0.5
-[output]
-dir = "out"
-"#;
-
-    #[test]
-    fn defaults_and_unknown_keys() {
-        let p = Path::new("p.toml");
-        let c = PipelineConfig::from_toml(p, MIN).unwrap();
-        assert_eq!(c.calibration.samples, 64);
-        assert_eq!(c.refine.max_swaps, SwapCap::Count(100));
-        assert_eq!(c.warm_start.name, "wanda");
-        let e = PipelineConfig::from_toml(p, &format!("{MIN}\n[refine]\nmax_swap = 3\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("p.toml") && e.contains("max_swap"), "{e}");
-        let e = PipelineConfig::from_toml(p, &MIN.replace("[output]", "[output]\nfoo = 1"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `foo`"), "{e}");
-        let c = PipelineConfig::from_toml(p, &format!("{MIN}\n[refine]\nmax_swaps = \"none\"\n"))
-            .unwrap();
-        assert_eq!(c.refine.max_swaps.as_option(), None);
-        let e = PipelineConfig::from_toml(p, &MIN.replace("sparsity = 0.5", "sparsity = 1.5"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("outside [0, 1)"), "{e}");
-    }
-
-    /// A value with a newline (a TOML escape) is quoted escaped: the message stays one
-    /// line (the GGUF fuzz target found this fault in the GGUF loader first).
-    #[test]
-    fn control_characters_in_values_are_escaped() {
-        let p = Path::new("p.toml");
-        let text = format!("{MIN}\n[refine]\nbackend = \"tp\\nu\"\n");
-        let e = PipelineConfig::from_toml(p, &text).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            r"p.toml: refine.backend = 'tp\nu': expected cpu, cuda or auto"
-        );
-    }
-
-    #[test]
-    fn budget_keys() {
-        let p = Path::new("p.toml");
-        let c = PipelineConfig::from_toml(p, MIN).unwrap();
-        assert_eq!(c.budget(p).unwrap(), sparseswaps_core::Budget::Row);
-        assert!(!c.refine.reconstruct);
-        let c = PipelineConfig::from_toml(
-            p,
-            &format!(
-                "{MIN}\n[refine]\nbudget = \"band\"\nmax_row_imbalance = 0.1\nreconstruct = true\n"
-            ),
-        )
-        .unwrap();
-        assert_eq!(
-            c.budget(p).unwrap(),
-            sparseswaps_core::Budget::Band {
-                max_row_imbalance: 0.1
-            }
-        );
-        assert!(c.refine.reconstruct);
-        let c =
-            PipelineConfig::from_toml(p, &format!("{MIN}\n[refine]\nbudget = \"band\"\n")).unwrap();
-        assert_eq!(
-            c.budget(p).unwrap(),
-            sparseswaps_core::Budget::Band {
-                max_row_imbalance: 0.25
-            }
-        );
-        let err = |extra: &str, base: &str| {
-            PipelineConfig::from_toml(p, &format!("{base}\n[refine]\n{extra}\n"))
-                .unwrap_err()
-                .to_string()
-        };
-        let e = err(
-            "budget = \"layer\"",
-            &MIN.replace("sparsity = 0.5", "n_m = \"2:4\""),
-        );
-        assert!(
-            e.contains("p.toml") && e.contains("refine.budget") && e.contains("pattern.n_m"),
-            "{e}"
-        );
-        let e = err("budget = \"rows\"", MIN);
-        assert!(
-            e.contains("p.toml") && e.contains("refine.budget") && e.contains("'rows'"),
-            "{e}"
-        );
-        let e = err("max_row_imbalance = 0.2", MIN);
-        assert!(e.contains("refine.max_row_imbalance"), "{e}");
-        let e = err("budget = \"band\"\nmax_row_imbalance = -0.5", MIN);
-        assert!(
-            e.contains("refine.budget") && e.contains("max_row_imbalance -0.5"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn globs_and_paths() {
-        assert!(glob_match("model.layers.*", "model.layers.3.mlp.up_proj"));
-        assert!(glob_match("*.q_proj", "model.layers.12.self_attn.q_proj"));
-        assert!(!glob_match("*.q_proj", "model.layers.12.self_attn.k_proj"));
-        assert!(glob_match(
-            "model.layers.?.mlp.*",
-            "model.layers.1.mlp.up_proj"
-        ));
-        assert!(!glob_match(
-            "model.layers.?.mlp.*",
-            "model.layers.11.mlp.up_proj"
-        ));
-        assert_eq!(
-            expand_path("${SPARSESWAPS_SURELY_UNSET:-a/b}/c"),
-            PathBuf::from("a/b/c")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,95 @@
+//! A finished run's outputs, written into the staging directory: the report, the pruned
+//! model, the masks and the plot.
+
+use super::blocks::Masks;
+use crate::config::PipelineConfig;
+use crate::error::{PipelineError, Result};
+use crate::report::{mean_median, peak_memory_bytes, PplReport, RunReport};
+use crate::staging::Manifest;
+use sparseswaps_core::Pattern;
+use sparseswaps_model::{Model, SaveDtype};
+use sparseswaps_tensor_io::{write_atomic, write_safetensors_atomic};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Everything the outputs are made of.
+pub struct Finished<'a> {
+    /// The config as run.
+    pub cfg: &'a PipelineConfig,
+    /// The pruned model.
+    pub model: &'a Model,
+    /// Every target's mask, in pruning order.
+    pub masks: &'a Masks,
+    /// The final manifest: inputs, report rows, dense perplexity.
+    pub manifest: &'a Manifest,
+    /// Calibration tokens.
+    pub calibration_tokens: usize,
+    /// Perplexity of the pruned model, when evaluated.
+    pub pruned_ppl: Option<PplReport>,
+    /// The pattern.
+    pub pattern: &'a Pattern,
+    /// The warm start's name.
+    pub warm_start: &'a str,
+    /// The backend's name, and why `auto` chose the CPU.
+    pub backend: (&'a str, Option<&'a str>),
+    /// dtype of the written model.
+    pub save_dtype: SaveDtype,
+}
+
+/// The run report of `f` (its `total_seconds` and `peak_memory_bytes` filled in by
+/// [`write()`]).
+pub fn report(f: &Finished<'_>) -> RunReport {
+    let layers = f.manifest.layers.clone();
+    let reductions: Vec<f64> = layers.iter().map(|r| r.reduction).collect();
+    let (mean_reduction, median_reduction) = mean_median(&reductions);
+    let (pruned, total) = layers.iter().fold((0.0, 0.0), |(p, t), r| {
+        let n = (r.shape[0] * r.shape[1]) as f64;
+        (p + r.sparsity * n, t + n)
+    });
+    RunReport {
+        version: env!("CARGO_PKG_VERSION").into(),
+        config: f.cfg.clone(),
+        seed: f.cfg.calibration.seed,
+        calibration_tokens: f.calibration_tokens,
+        inputs: f.manifest.inputs.clone(),
+        layers,
+        dense_ppl: f.manifest.dense_ppl,
+        pruned_ppl: f.pruned_ppl,
+        mean_reduction,
+        median_reduction,
+        sparsity: if total > 0.0 { pruned / total } else { 0.0 },
+        total_seconds: 0.0,
+        peak_memory_bytes: None,
+        backend: f.backend.0.to_string(),
+        backend_note: f.backend.1.map(str::to_string),
+    }
+}
+
+/// Writes the outputs of `f` into `dir` and returns the report; `elapsed` gives the
+/// run's seconds so far.
+pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<RunReport> {
+    let mut report = report(f);
+    if f.cfg.output.model {
+        // `true`: a model directory left by a process killed while writing is replaced.
+        sparseswaps_model::save_hf_dir(f.model, &dir.join("model"), f.save_dtype, true)?;
+    }
+    let meta = HashMap::from([
+        ("pattern".to_string(), f.pattern.to_string()),
+        ("warm_start".to_string(), f.warm_start.to_string()),
+        (
+            "convention".to_string(),
+            "u8, 1 = kept; N:M = N kept of M".to_string(),
+        ),
+    ]);
+    write_safetensors_atomic(&dir.join("masks.safetensors"), f.masks, Some(meta))?;
+    if f.cfg.output.plot {
+        let svg = crate::plot::error_plot_svg(&report.layers);
+        write_atomic(&dir.join("error.svg"), svg.as_bytes())?;
+    }
+    report.total_seconds = elapsed();
+    report.peak_memory_bytes = peak_memory_bytes();
+    let json =
+        serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Input(e.to_string()))?;
+    write_atomic(&dir.join("report.json"), json.as_bytes())?;
+    Ok(report)
+}
