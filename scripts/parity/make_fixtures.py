@@ -47,7 +47,18 @@ VOCAB = 256
 TEXT = "Pruning keeps the weights that matter most."
 SLIDING = 16
 # One seed per family, fixed so adding a family leaves the others' fixtures alone.
-SEEDS = {"llama": 1000, "mistral": 1001, "qwen2": 1002, "qwen3": 1003, "gemma2": 1004, "gemma3": 1005, "phi3": 1006}
+SEEDS = {
+    "llama": 1000,
+    "mistral": 1001,
+    "qwen2": 1002,
+    "qwen3": 1003,
+    "gemma2": 1004,
+    "gemma3": 1005,
+    "phi3": 1006,
+    "qwen2_head": 1007,
+}
+# Families whose saved config.json is rewritten to tie_word_embeddings: true.
+FLIP_TIE = {"qwen2_head"}
 
 COMMON = dict(
     vocab_size=VOCAB,
@@ -114,6 +125,15 @@ def families():
             t.Qwen2Config,
             t.Qwen2ForCausalLM,
             dict(**rope(1000000.0), tie_word_embeddings=True, use_sliding_window=False),
+        ),
+        # A checkpoint whose config.json says tied but whose file holds its own
+        # lm_head.weight (saved untied, config flipped after: see FLIP_TIE). transformers 5
+        # then does NOT tie ("both are present in the checkpoints with different values")
+        # and uses the file's head; the reference follows it.
+        "qwen2_head": (
+            t.Qwen2Config,
+            t.Qwen2ForCausalLM,
+            dict(**rope(1000000.0), tie_word_embeddings=False, use_sliding_window=False),
         ),
         # Qwen3-0.6B: q/k RMSNorm per head, no biases, tied head.
         "qwen3": (
@@ -218,6 +238,11 @@ def make(family, cfg_cls, model_cls, kwargs, tok, seed):
     mdir.mkdir(parents=True)
     model.save_pretrained(mdir, safe_serialization=True)
     tok.save(str(mdir / "tokenizer.json"))
+    if family in FLIP_TIE:
+        cfg_path = mdir / "config.json"
+        cfg_json = json.loads(cfg_path.read_text())
+        cfg_json["tie_word_embeddings"] = True
+        cfg_path.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
     gen_cfg = mdir / "generation_config.json"
     if gen_cfg.exists():
         gen_cfg.unlink()

@@ -21,10 +21,11 @@ const LOGITS_REL_TOL: f64 = 1e-4;
 const PPL_REL_TOL: f64 = 1e-5;
 
 /// Every fixture directory, with the HF class its `config.json` names.
-const FAMILIES: [(&str, &str); 7] = [
+const FAMILIES: [(&str, &str); 8] = [
     ("llama", "LlamaForCausalLM"),
     ("mistral", "MistralForCausalLM"),
     ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen2_head", "Qwen2ForCausalLM"),
     ("qwen3", "Qwen3ForCausalLM"),
     ("gemma2", "Gemma2ForCausalLM"),
     ("gemma3", "Gemma3ForCausalLM"),
@@ -237,6 +238,15 @@ fn mistral_matches_transformers_across_the_window() {
 #[test]
 fn qwen2_tied_with_biases_matches_transformers() {
     assert_matches_transformers("qwen2", None);
+}
+
+/// Qwen2 with biases whose `config.json` says tied but whose checkpoint carries its own,
+/// different `lm_head.weight`: transformers uses that head (it warns that it will not
+/// tie), the crate today drops it and multiplies by the embedding.
+#[test]
+#[ignore = "enabled with the Qwen2 tied-embedding fix"]
+fn qwen2_tied_with_biases_and_head_in_file_matches_transformers() {
+    assert_matches_transformers("qwen2_head", None);
 }
 
 #[test]
