@@ -1,0 +1,270 @@
+//! Parity with transformers: tiny random-weight models made and saved by transformers
+//! (`scripts/parity/make_fixtures.py`, run by developers, not by CI), with the logits and
+//! perplexity transformers computed for them (f32, eval mode, eager attention): the
+//! Hugging Face directory `tests/fixtures/parity/<family>/model/` and, beside it,
+//! `expected.safetensors` (`input_ids`, `logits`) and `expected.json` (text, perplexity).
+//!
+//! For each family the crate runs, our logits must match transformers' to a max relative
+//! difference of 1e-4 (max |ours − theirs| over the largest |theirs|) and the perplexity
+//! to 5 significant digits; each fixture's sequence crosses the family's sliding window
+//! where it has one. Families the crate does not run yet must be refused with an error
+//! that names the architecture.
+
+use safetensors::{Dtype, SafeTensors};
+use sparseswaps_model::{load, perplexity};
+use std::path::PathBuf;
+
+/// Max |ours − theirs| / max |theirs| over all logits.
+const LOGITS_REL_TOL: f64 = 1e-4;
+/// |ours − theirs| / theirs for the perplexity: below one unit of the 5th significant
+/// digit.
+const PPL_REL_TOL: f64 = 1e-5;
+
+/// Every fixture directory, with the HF class its `config.json` names.
+const FAMILIES: [(&str, &str); 8] = [
+    ("llama", "LlamaForCausalLM"),
+    ("mistral", "MistralForCausalLM"),
+    ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen2_head", "Qwen2ForCausalLM"),
+    ("qwen3", "Qwen3ForCausalLM"),
+    ("gemma2", "Gemma2ForCausalLM"),
+    ("gemma3", "Gemma3ForCausalLM"),
+    ("phi3", "Phi3ForCausalLM"),
+];
+
+fn fixture(family: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(family)
+}
+
+/// What transformers computed for one fixture.
+struct Expected {
+    text: String,
+    ids: Vec<u32>,
+    /// `[seq][vocab]`.
+    logits: Vec<Vec<f32>>,
+    ppl: f64,
+}
+
+fn expected(family: &str) -> Expected {
+    let dir = fixture(family);
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ids_view = st.tensor("input_ids").unwrap();
+    let ids: Vec<u32> = match ids_view.dtype() {
+        Dtype::I64 => ids_view
+            .data()
+            .chunks_exact(8)
+            .map(|c| u32::try_from(i64::from_le_bytes(c.try_into().unwrap())).unwrap())
+            .collect(),
+        Dtype::U32 => ids_view
+            .data()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        other => panic!("{family}: input_ids has dtype {other:?}"),
+    };
+    let lv = st.tensor("logits").unwrap();
+    assert_eq!(lv.dtype(), Dtype::F32, "{family}: logits dtype");
+    let [seq, vocab] = lv.shape() else {
+        panic!("{family}: logits shape {:?}", lv.shape())
+    };
+    assert_eq!(*seq, ids.len(), "{family}: one row of logits per token");
+    let flat: Vec<f32> = lv
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let logits = flat.chunks_exact(*vocab).map(<[f32]>::to_vec).collect();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    Expected {
+        text: meta["text"].as_str().unwrap().to_string(),
+        ids,
+        logits,
+        ppl: meta["ppl"].as_f64().unwrap(),
+    }
+}
+
+/// Perplexity of `ids[1..]` from logits rows `[0, ids.len() − 1)`, in f64.
+fn ppl_from_logits(logits: &[Vec<f32>], ids: &[u32]) -> f64 {
+    let n = ids.len() - 1;
+    let nll: f64 = (0..n)
+        .map(|t| {
+            let row = &logits[t];
+            let m = row.iter().fold(f64::MIN, |m, &x| m.max(x as f64));
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            lse - row[ids[t + 1] as usize] as f64
+        })
+        .sum();
+    (nll / n as f64).exp()
+}
+
+/// Loads the fixture, checks the tokenizer reproduces the ids, and compares logits and
+/// perplexity with transformers' on the first `prefix` tokens (all when `None`; rows of
+/// a causal model depend only on earlier tokens, so a prefix of transformers' rows is
+/// what it computes for the prefix alone).
+fn assert_matches_transformers(family: &str, prefix: Option<usize>) {
+    let mut exp = expected(family);
+    // The two reference files agree (up to f64 summation order).
+    let from_logits = ppl_from_logits(&exp.logits, &exp.ids);
+    assert!(
+        (from_logits - exp.ppl).abs() <= 1e-12 * exp.ppl,
+        "{family}: expected.json perplexity {} against {from_logits} from expected.safetensors",
+        exp.ppl
+    );
+    let model = load(&fixture(family).join("model")).unwrap_or_else(|e| panic!("{family}: {e}"));
+    assert_eq!(
+        model.encode(&exp.text).unwrap(),
+        exp.ids,
+        "{family}: tokens"
+    );
+    if let Some(n) = prefix {
+        exp.ids.truncate(n);
+        exp.logits.truncate(n);
+        exp.ppl = ppl_from_logits(&exp.logits, &exp.ids);
+    }
+
+    let ours: Vec<Vec<f32>> = model
+        .forward(&exp.ids, 1)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    assert_eq!(ours.len(), exp.logits.len(), "{family}: sequence length");
+    let scale = exp
+        .logits
+        .iter()
+        .flatten()
+        .fold(0f64, |m, &x| m.max((x as f64).abs()));
+    let (mut worst, mut at) = (0f64, (0, 0));
+    for (t, (a, b)) in ours.iter().zip(&exp.logits).enumerate() {
+        assert_eq!(a.len(), b.len(), "{family}: vocabulary size");
+        for (v, (x, y)) in a.iter().zip(b).enumerate() {
+            let d = (*x as f64 - *y as f64).abs();
+            if d > worst {
+                (worst, at) = (d, (t, v));
+            }
+        }
+    }
+    let rel = worst / scale;
+    assert!(
+        rel <= LOGITS_REL_TOL,
+        "{family}: logits differ from transformers by {rel:.3e} of their scale {scale:.3} \
+         (worst at token {}, id {}: ours {}, transformers {})",
+        at.0,
+        at.1,
+        ours[at.0][at.1],
+        exp.logits[at.0][at.1]
+    );
+
+    let p = perplexity(&model, &exp.ids, exp.ids.len(), 1, &mut |_, _| {}).unwrap();
+    assert_eq!(p.tokens, exp.ids.len() - 1);
+    let prel = (p.ppl - exp.ppl).abs() / exp.ppl;
+    assert!(
+        prel <= PPL_REL_TOL,
+        "{family}: perplexity {} against transformers' {} (relative {prel:.2e})",
+        p.ppl,
+        exp.ppl
+    );
+}
+
+/// The `sliding_window` of a fixture's `config.json`, if any.
+fn sliding_window(family: &str) -> Option<usize> {
+    let cfg = std::fs::read_to_string(fixture(family).join("model/config.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&cfg).unwrap()["sliding_window"]
+        .as_u64()
+        .map(|w| w as usize)
+}
+
+/// A family the crate does not run yet: refused, naming the architecture.
+fn assert_refused(family: &str) {
+    let class = FAMILIES.iter().find(|(f, _)| *f == family).unwrap().1;
+    let e = match load(&fixture(family).join("model")) {
+        Ok(_) => panic!("{family}: loaded; move it to the parity tests"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("unsupported") && e.contains(class) && e.contains("config.json"),
+        "{family}: unclear refusal: {e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{family}: one line: {e}");
+}
+
+#[test]
+fn every_fixture_is_checked() {
+    let mut dirs: Vec<String> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut known: Vec<String> = FAMILIES.iter().map(|(f, _)| f.to_string()).collect();
+    known.sort();
+    assert_eq!(dirs, known, "fixture directories against FAMILIES");
+    for (family, class) in FAMILIES {
+        let cfg = std::fs::read_to_string(fixture(family).join("model/config.json")).unwrap();
+        assert!(cfg.contains(class), "{family}: config.json names {class}");
+        // The windows must be crossed where the family has them.
+        if let Some(w) = sliding_window(family) {
+            let seq = expected(family).ids.len();
+            assert!(seq > w, "{family}: sequence of {seq} within window {w}");
+        }
+    }
+}
+
+#[test]
+fn llama3_rope_scaling_untied_matches_transformers() {
+    assert_matches_transformers("llama", None);
+}
+
+/// Up to the sliding window (16 tokens here) Mistral's attention is plain causal.
+#[test]
+fn mistral_matches_transformers_within_the_window() {
+    let w = sliding_window("mistral").unwrap();
+    assert_matches_transformers("mistral", Some(w));
+}
+
+/// Across the window: the crate does not apply sliding-window attention yet (config.rs:
+/// "sliding-window attention is not applied"), so tokens past the window differ.
+#[test]
+#[ignore = "enabled with sliding-window attention"]
+fn mistral_matches_transformers_across_the_window() {
+    assert_matches_transformers("mistral", None);
+}
+
+/// Qwen2.5 as shipped: q/k/v biases and a tied head (issue 16).
+#[test]
+fn qwen2_tied_with_biases_matches_transformers() {
+    assert_matches_transformers("qwen2", None);
+}
+
+/// Qwen2 with biases whose `config.json` says tied but whose checkpoint carries its own,
+/// different `lm_head.weight`: transformers uses that head (it warns that it will not
+/// tie), the crate today drops it and multiplies by the embedding.
+#[test]
+#[ignore = "enabled with the Qwen2 tied-embedding fix"]
+fn qwen2_tied_with_biases_and_head_in_file_matches_transformers() {
+    assert_matches_transformers("qwen2_head", None);
+}
+
+#[test]
+fn qwen3_is_refused_until_supported() {
+    assert_refused("qwen3");
+}
+
+#[test]
+fn gemma2_is_refused_until_supported() {
+    assert_refused("gemma2");
+}
+
+#[test]
+fn gemma3_is_refused_until_supported() {
+    assert_refused("gemma3");
+}
+
+#[test]
+fn phi3_is_refused_until_supported() {
+    assert_refused("phi3");
+}
