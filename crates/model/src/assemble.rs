@@ -52,6 +52,19 @@ fn check_shape(root: &Path, name: &str, t: &Tensor, shape: &[usize]) -> Result<(
     Ok(())
 }
 
+/// Whether two tensors hold exactly the same values.
+fn same_values(a: &Tensor, b: &Tensor) -> Result<bool> {
+    let v = |t: &Tensor, name: &str| {
+        t.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| ModelError::BadTensor {
+                name: name.into(),
+                reason: e.to_string(),
+            })
+    };
+    Ok(v(a, "model.embed_tokens.weight")? == v(b, "lm_head.weight")?)
+}
+
 /// Builds the block and head weights from HF-named tensors.
 pub(crate) fn assemble(
     cfg: &LlamaConfig,
@@ -61,12 +74,31 @@ pub(crate) fn assemble(
     let q_out = cfg.num_attention_heads * cfg.head_dim;
     let kv_out = cfg.num_key_value_heads * cfg.head_dim;
     let i = cfg.intermediate_size;
-    let embed = map.take("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+    let vh = [cfg.vocab_size, h];
     let norm = map.take("model.norm.weight", &[h])?;
-    let lm_head = if cfg.tie_word_embeddings {
-        None
-    } else {
-        Some(map.take("lm_head.weight", &[cfg.vocab_size, h])?)
+    // As transformers' `tie_weights` at load: `tie_word_embeddings` ties only what the
+    // checkpoint leaves to tie. A head stored with values of its own is used (a config
+    // that says tied over an untied checkpoint); a tied checkpoint that kept only
+    // `lm_head.weight` shares it as the embedding.
+    let (embed, lm_head) = match (
+        map.take_opt("model.embed_tokens.weight", &vh)?,
+        map.take_opt("lm_head.weight", &vh)?,
+    ) {
+        (Some(e), Some(head)) if cfg.tie_word_embeddings && same_values(&e, &head)? => (e, None),
+        (Some(e), Some(head)) => (e, Some(head)),
+        (Some(e), None) if cfg.tie_word_embeddings => (e, None),
+        (None, Some(head)) if cfg.tie_word_embeddings => (head, None),
+        (e, _) => {
+            let name = if e.is_none() {
+                "model.embed_tokens.weight"
+            } else {
+                "lm_head.weight"
+            };
+            return Err(ModelError::MissingTensor {
+                path: map.root.clone(),
+                name: name.into(),
+            });
+        }
     };
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for l in 0..cfg.num_hidden_layers {

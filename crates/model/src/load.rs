@@ -80,34 +80,19 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Widens a safetensors tensor to f32.
+/// Widens a safetensors tensor to f32 (through tensor-io's `widen`, the one home of dtype
+/// widening).
 fn to_f32(path: &Path, name: &str, dtype: Dtype, shape: &[usize], b: &[u8]) -> Result<Tensor> {
-    let data: Vec<f32> = match dtype {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => b
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(ModelError::BadTensor {
-                name: name.into(),
-                reason: format!(
-                    "in {} has dtype {other:?}; expected f32, f16 or bf16",
-                    path.display()
-                ),
-            })
+    let data = sparseswaps_tensor_io::widen::to_f32(path, name, dtype, b).map_err(|e| {
+        ModelError::BadTensor {
+            name: name.into(),
+            reason: format!("in {} {}", path.display(), e.reason()),
         }
-    };
+    })?;
     Tensor::from_vec(data, shape, &Device::Cpu)
         .ctx(|| format!("{}: tensor '{name}'", path.display()))
 }
+
 /// Loads a Hugging Face model directory.
 pub fn load_hf_dir(dir: &Path) -> Result<Model> {
     if !dir.is_dir() {
@@ -175,6 +160,9 @@ pub fn load_hf_dir(dir: &Path) -> Result<Model> {
             tensors,
         },
     )?;
+    // What the weights are, not what the config claimed: the writer keys on it.
+    let mut config = config;
+    config.tie_word_embeddings = lm_head.is_none();
     Ok(Model {
         config,
         embed_tokens,

@@ -244,7 +244,6 @@ fn qwen2_tied_with_biases_matches_transformers() {
 /// different `lm_head.weight`: transformers uses that head (it warns that it will not
 /// tie), the crate today drops it and multiplies by the embedding.
 #[test]
-#[ignore = "enabled with the Qwen2 tied-embedding fix"]
 fn qwen2_tied_with_biases_and_head_in_file_matches_transformers() {
     assert_matches_transformers("qwen2_head", None);
 }

@@ -2,8 +2,8 @@
 //!
 //! A name is looked up as a plugin library (the binary's `plugins/` directory, the
 //! extra directories, `SPARSESWAPS_PLUGIN_PATH`, then the bundled plugins). Only when no
-//! library of that name is found at all ([`PluginError::NotFound`]) do `magnitude` and
-//! `wanda` fall back to their linked-in code, with a note; any other failure (a library
+//! library of that name is found at all ([`PluginError::NotFound`]) do `magnitude`,
+//! `wanda` and `sparsegpt` fall back to their linked-in code, with a note; any other failure (a library
 //! that does not load, a wrong ABI) is an error, and so is a fallback when options were
 //! given, since the linked-in code takes none. `mask:FILE[:TENSOR]` gives the mask
 //! itself.
@@ -80,6 +80,28 @@ impl WarmStart for Wanda {
             problem.d_in(),
             &problem.gram_diag(),
             p,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The SparseGPT warm start, linked in (default block size and damping).
+#[derive(Debug, Clone, Copy)]
+pub struct SparseGpt;
+
+impl WarmStart for SparseGpt {
+    fn name(&self) -> &str {
+        sparseswaps_warmstart_sparsegpt::NAME
+    }
+
+    fn mask(&self, problem: &LayerProblem<'_>, p: &Pattern) -> std::result::Result<Mask, String> {
+        sparseswaps_warmstart_sparsegpt::sparsegpt_mask(
+            problem.weights(),
+            problem.d_out(),
+            problem.d_in(),
+            problem.gram(),
+            p,
+            &sparseswaps_warmstart_sparsegpt::Options::default(),
         )
         .map_err(|e| e.to_string())
     }
@@ -228,6 +250,7 @@ pub fn builtin(name: &str) -> Option<Box<dyn WarmStart>> {
     match name {
         "magnitude" => Some(Box::new(Magnitude)),
         "wanda" => Some(Box::new(Wanda)),
+        "sparsegpt" => Some(Box::new(SparseGpt)),
         _ => None,
     }
 }
