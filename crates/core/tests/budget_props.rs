@@ -1,14 +1,12 @@
 //! Property tests of the budget modes (`band`, `layer`): exact cross-row moves, kept
 //! counts, bounds, certificates at the stop, determinism.
 
-mod common;
-
-use common::{problem, random_mask, Rng};
 use proptest::prelude::*;
 use sparseswaps_core::{
     refine, refine_budget, row_error, validate_budget, Budget, CoreError, LayerProblem, Mask,
     Pattern, RefineOptions, RefineReport, RowState, Search,
 };
+use sparseswaps_testkit::problems::{problem, random_mask, Rng};
 
 fn budget_for(sel: u8) -> Budget {
     match sel % 3 {

@@ -1,13 +1,11 @@
 //! Property tests of the exact 1-swap engine on random small problems.
 
-mod common;
-
-use common::{problem, random_mask, Rng};
 use proptest::prelude::*;
 use sparseswaps_core::{
     best_swaps_unstructured, refine, row_error, LayerProblem, Mask, Pattern, RefineOptions,
     RowState, StopReason,
 };
+use sparseswaps_testkit::problems::{problem, random_mask, Rng};
 
 /// A pattern for width `d_in`, chosen by `sel`.
 fn pattern_for(sel: u8, d_in: usize) -> Pattern {
