@@ -99,10 +99,10 @@ pub fn skip(need: Need, reason: impl Display) {
     let name = test_name();
     if in_ci() && need.required_in_ci() {
         panic!(
-            "{name}: {} is required under CI ({CI_VAR}={:?}) and is missing, so this test \
-             fails instead of skipping: {reason}",
-            need.describe(),
-            std::env::var(CI_VAR).unwrap_or_default()
+            "{name}: FAILED under CI ({CI_VAR}={:?}) instead of skipping: CI must have {}. \
+             {reason}",
+            std::env::var(CI_VAR).unwrap_or_default(),
+            need.describe()
         );
     }
     eprintln!("SKIPPED {name}: {reason}");

@@ -72,8 +72,9 @@ fn under_ci_a_missing_requirement_fails_with_the_reason_and_is_not_recorded() {
         assert!(!o.status.success(), "CI={ci}: {}", text(&o));
         let t = text(&o);
         assert!(
-            t.contains("the real-model assets (scripts/fetch-assets.sh) is required under CI")
-                && t.contains("fixture reason\nsecond line: detail")
+            t.contains(
+                "instead of skipping: CI must have the real-model assets (scripts/fetch-assets.sh)"
+            ) && t.contains("fixture reason\nsecond line: detail")
                 && !t.contains("SKIPPED"),
             "{t}"
         );
