@@ -87,8 +87,9 @@ pub fn fetch(script: &Path) -> Result<Assets, FetchError> {
             return Err(FetchError::Failed {
                 code,
                 detail: format!(
-                    "{} exited {code:?} ({}):\n{stderr}",
+                    "{} exited {} ({}):\n{stderr}",
                     script.display(),
+                    code.map_or("without a code".to_string(), |c| c.to_string()),
                     exit_meaning(code)
                 ),
             })

@@ -135,7 +135,7 @@ fn fetch_tells_unreachable_from_missing_and_reads_the_paths() {
         FetchError::Failed { code, detail } => {
             assert_eq!(code, Some(EXIT_MISSING));
             assert!(
-                detail.contains("exited Some(4) (a pinned package or version is missing")
+                detail.contains("exited 4 (a pinned package or version is missing")
                     && detail.contains("not in the package registry: x==9"),
                 "{detail}"
             );
