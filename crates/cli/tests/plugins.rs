@@ -2,12 +2,8 @@
 //! ria` end to end with the C example plugin (built here), the bundled plugins without
 //! flags, and a clear error for an unknown name.
 
-#[path = "../../../plugins/testsupport/c_build.rs"]
-mod c_build;
-#[path = "../../../plugins/testsupport/ria_ref.rs"]
-mod ria_ref;
-
 use sparseswaps_tensor_io::{read_tensor_u8, write_safetensors_atomic, OwnedTensor, TensorSpec};
+use sparseswaps_testkit::{c_build, ria_ref};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

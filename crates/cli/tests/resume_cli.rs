@@ -7,18 +7,16 @@
 //! output.
 
 use serde_json::Value;
+use sparseswaps_testkit::{skip, Need};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sparseswaps");
 
-#[path = "../../model/tests/common/assets.rs"]
-mod shared_assets;
-
-/// The folder of the fetched assets; `None` (with the reason printed) only when the
-/// registries cannot be reached.
+/// The folder of the fetched assets; `None` (a recorded skip) only when the registries
+/// cannot be reached outside CI (see `sparseswaps_testkit::assets`).
 fn assets() -> Option<PathBuf> {
-    shared_assets::assets().map(|a| a.gguf.parent().expect("asset folder").to_path_buf())
+    sparseswaps_testkit::assets().map(|a| a.dir().to_path_buf())
 }
 
 /// The small CI configuration, pruning blocks `0..blocks`; `calib` is the calibration
@@ -393,8 +391,8 @@ fn refused_resumes_name_what_differs() {
 
 /// Runs `sparseswaps run` inside a private mount namespace (`unshare`), with a tmpfs
 /// mounted at `mnt` with `opts`; returns the output and the listing of `mnt` after the
-/// run, or `None` (with the reason printed) where namespaces or tmpfs mounts are not
-/// available.
+/// run, or `None` (a recorded skip, see `sparseswaps_testkit::skip`) where namespaces or
+/// tmpfs mounts are not available.
 fn run_on_tmpfs(mnt: &Path, opts: &str, cfg: &Path) -> Option<(Output, String)> {
     let script = format!(
         "mount -t tmpfs -o {opts} tmpfs '{m}' || exit 97; '{BIN}' run '{c}' --quiet; rc=$?; echo \"listing: $(ls -A '{m}' | tr '\\n' ' ')\" 1>&2; exit $rc",
@@ -407,15 +405,18 @@ fn run_on_tmpfs(mnt: &Path, opts: &str, cfg: &Path) -> Option<(Output, String)> 
     let o = match o {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("SKIPPED: cannot run unshare to mount a private tmpfs: {e}");
+            skip(
+                Need::MountNamespace,
+                format!("cannot run unshare to mount a private tmpfs: {e}"),
+            );
             return None;
         }
     };
     let e = stderr(&o);
     if o.status.code() == Some(97) || e.contains("unshare:") {
-        eprintln!(
-            "SKIPPED: no private mount namespace with a tmpfs here: {}",
-            e.trim()
+        skip(
+            Need::MountNamespace,
+            format!("no private mount namespace with a tmpfs here: {}", e.trim()),
         );
         return None;
     }

@@ -1,13 +1,13 @@
 //! Property tests of the budget modes (`band`, `layer`): exact cross-row moves, kept
 //! counts, bounds, certificates at the stop, determinism.
 
-mod common;
-
-use common::{certificate_margin, problem, random_mask, wide_problem, Rng, RoundingScale};
 use proptest::prelude::*;
 use sparseswaps_core::{
     mask_from_scores, refine, refine_budget, row_error, validate_budget, Budget, CoreError,
     LayerProblem, Mask, Pattern, RefineOptions, RefineReport, RowState, Search,
+};
+use sparseswaps_testkit::problems::{
+    certificate_margin, problem, random_mask, wide_problem, Rng, RoundingScale,
 };
 
 fn budget_for(sel: u8) -> Budget {

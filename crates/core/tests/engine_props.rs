@@ -1,12 +1,12 @@
 //! Property tests of the exact 1-swap engine on random small problems.
 
-mod common;
-
-use common::{certificate_margin, problem, random_mask, wide_problem, Rng, RoundingScale};
 use proptest::prelude::*;
 use sparseswaps_core::{
     best_swaps_unstructured, refine, row_error, LayerProblem, Mask, Pattern, RefineOptions,
     RefineReport, RowState, Search, StopReason,
+};
+use sparseswaps_testkit::problems::{
+    certificate_margin, problem, random_mask, wide_problem, Rng, RoundingScale,
 };
 
 /// A pattern for width `d_in`, chosen by `sel`.
@@ -159,7 +159,7 @@ proptest! {
 fn drift_after_ten_thousand_swaps() {
     const N: usize = 10_000;
     let d = 64;
-    let bound = 4.0 * (2.0 * N as f64).sqrt() * common::UNIT_ROUNDOFF;
+    let bound = 4.0 * (2.0 * N as f64).sqrt() * sparseswaps_testkit::problems::UNIT_ROUNDOFF;
     for seed in [42u64, 43, 44] {
         let (w, g) = problem(1, d, 256, seed);
         let pattern = Pattern::unstructured(0.5).unwrap();

@@ -21,9 +21,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use sparseswaps_benches::{llm_like_layer, SplitMix};
 use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions, RefineReport, Search};
 use sparseswaps_kernels::{gram_of, ptx, Activations, CudaBackend};
+use sparseswaps_testkit::synthetic::{llm_like_layer, SplitMix};
 
 struct Args {
     out: String,

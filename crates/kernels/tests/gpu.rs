@@ -2,8 +2,9 @@
 //!
 //! They run only when `SPARSESWAPS_GPU_TESTS=1` (scripts/gpu-check.sh sets it); then a
 //! backend that cannot open is a failure, not a skip. Otherwise this harness prints, on
-//! every `cargo test`, that they did not run and why. A plain `main` (harness = false)
-//! because libtest captures output: the skip line must be visible.
+//! every `cargo test`, that they did not run and why, and records each as a skip
+//! (`sparseswaps_testkit::skip`). A plain `main` (harness = false) because libtest
+//! captures output: the skip line must be visible.
 
 mod common;
 mod ties;
@@ -16,6 +17,7 @@ use sparseswaps_kernels::{
     cuda_unavailable_reason, gram_of, select_backend, Activations, BackendKind, CudaBackend,
     BOUNDED_SEARCH_REFUSED,
 };
+use sparseswaps_testkit::{skip, Need};
 
 type TestFn = fn(&CudaBackend) -> Result<(), String>;
 
@@ -190,7 +192,7 @@ fn stops_are_1swap_optimal(gpu: &CudaBackend) -> Result<(), String> {
 
 fn gram_matches_reference(gpu: &CudaBackend) -> Result<(), String> {
     let (tokens, d) = (100, 96);
-    let mut rng = sparseswaps_benches::SplitMix::new(16);
+    let mut rng = sparseswaps_testkit::synthetic::SplitMix::new(16);
     let a: Vec<f32> = (0..tokens * d).map(|_| rng.normal() as f32).collect();
     let reference = |x: &[f32]| -> Vec<f64> {
         let mut g = vec![0.0f64; d * d];
@@ -370,6 +372,13 @@ fn main() {
             "\nGPU TESTS DID NOT RUN ({} skipped): SPARSESWAPS_GPU_TESTS is not set to 1. {here}\n",
             selected.len()
         );
+        // One recorded skip per test (a GPU is a legitimate skip, under CI too).
+        for (name, _) in &selected {
+            skip(
+                Need::Gpu,
+                format!("{name}: SPARSESWAPS_GPU_TESTS is not set to 1; {here}"),
+            );
+        }
         return;
     }
     let gpu = match CudaBackend::new(0) {

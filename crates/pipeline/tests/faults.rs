@@ -3,12 +3,9 @@
 //! naming the layer and block, and leaves no finished-looking output; what was finished
 //! before the fault stays checkpointed for `--resume`.
 
-#[allow(dead_code)]
-#[path = "../../model/tests/common/tiny.rs"]
-mod tiny;
-
 use sparseswaps_pipeline::checkpoint::{read_manifest, staging_dir};
 use sparseswaps_pipeline::{run, PipelineConfig, RunOptions};
+use sparseswaps_testkit::tiny;
 use std::path::Path;
 
 /// A tiny two-block Llama with a NaN in one weight of `nan_in` (when given), a

@@ -4,13 +4,10 @@
 //! saved layer of each block with the same options, gives the run's mask byte for byte,
 //! the same refined error, and (with reconstruction) the run's pruned weights.
 
-#[allow(dead_code)]
-#[path = "../../model/tests/common/tiny.rs"]
-mod tiny;
-
 use sparseswaps_pipeline::refine_layer::{RefineLayerJob, SecondMoment};
 use sparseswaps_pipeline::{run, PipelineConfig, RunOptions, RunReport};
 use sparseswaps_tensor_io::{read_tensor_f32, read_tensor_u8, TensorSpec};
+use sparseswaps_testkit::tiny;
 use std::path::{Path, PathBuf};
 
 /// The tiny two-block model and a calibration text in `dir`, and a run of it with the

@@ -4,13 +4,10 @@
 use sparseswaps_pipeline::{run, PipelineConfig, RunOptions, RunReport};
 use std::path::{Path, PathBuf};
 
-#[path = "../../model/tests/common/assets.rs"]
-mod shared_assets;
-
-/// The folder of the fetched assets; `None` (with the reason printed) only when the
-/// registries cannot be reached.
+/// The folder of the fetched assets; `None` (a recorded skip) only when the registries
+/// cannot be reached outside CI (see `sparseswaps_testkit::assets`).
 fn assets() -> Option<PathBuf> {
-    shared_assets::assets().map(|a| a.gguf.parent().expect("asset folder").to_path_buf())
+    sparseswaps_testkit::assets().map(|a| a.dir().to_path_buf())
 }
 
 fn config(assets: &Path, out: &Path, extra: &str) -> String {

@@ -2,10 +2,8 @@
 //! `plugins/include/sparseswaps_plugin.h` prints every size, offset and constant, and they
 //! must equal Rust's.
 
-#[path = "../../../plugins/testsupport/c_build.rs"]
-mod c_build;
-
 use sparseswaps_plugin_abi as abi;
+use sparseswaps_testkit::c_build;
 use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
 

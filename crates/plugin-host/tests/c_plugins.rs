@@ -3,13 +3,9 @@
 //!
 //! The C libraries are compiled by this test into `CARGO_TARGET_TMPDIR` (never committed).
 
-#[path = "../../../plugins/testsupport/c_build.rs"]
-mod c_build;
-#[path = "../../../plugins/testsupport/ria_ref.rs"]
-mod ria_ref;
-
 use sparseswaps_core::Pattern;
 use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, PluginError, Registry, SearchPath};
+use sparseswaps_testkit::{c_build, ria_ref};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

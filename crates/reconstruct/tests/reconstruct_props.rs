@@ -8,10 +8,8 @@ use proptest::prelude::*;
 use sparseswaps_core::{row_error, LayerProblem, Mask};
 use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
 
-// The engine tests' SplitMix64 generator (normals by Box–Muller), shared by path.
-#[path = "../../core/tests/common/mod.rs"]
-mod common;
-use common::Rng;
+// The engine tests' SplitMix64 generator (normals by Box–Muller).
+use sparseswaps_testkit::problems::Rng;
 
 /// Weights and `G = X Xᵀ` of `tokens` samples with uneven channel scales and a shared
 /// factor (correlated channels). `tokens < d` gives a singular `G`.

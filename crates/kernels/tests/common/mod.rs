@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use sparseswaps_benches::llm_like_layer;
 use sparseswaps_core::{Mask, Pattern, RefineReport};
+use sparseswaps_testkit::synthetic::llm_like_layer;
 
 /// A small LLM-like layer and its Wanda warm start.
 pub struct Case {

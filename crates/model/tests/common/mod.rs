@@ -1,12 +1,10 @@
-//! Shared helpers of the integration tests: the real-model assets.
+//! Helpers of this crate's integration tests; the real-model assets and the tiny model
+//! come from the shared test support (sparseswaps-testkit).
 
 #![allow(dead_code)]
 
-mod assets;
 #[allow(unused_imports)] // not every test binary fetches the real model
-pub use assets::*;
-
-pub mod tiny;
+pub use sparseswaps_testkit::{assets, tiny, Assets};
 
 use sparseswaps_model::Tensor;
 

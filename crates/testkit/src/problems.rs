@@ -1,29 +1,32 @@
-//! Random small problems with heavy-tailed column scales, shared by the engine tests.
+//! Random small problems with heavy-tailed column scales: the engine's property tests
+//! (core) and the reconstruction tests draw from these.
 
-#![allow(dead_code)]
+use crate::synthetic::SplitMix;
 
-/// SplitMix64, so tests are reproducible from one seed.
-pub struct Rng(u64);
+/// The tests' seeded generator: [`SplitMix`] with the seed scrambled first, so that
+/// small seeds (0, 1, 2...) start far apart. The streams are part of the tests' cases:
+/// changing this changes which problems the property tests see.
+#[derive(Debug, Clone)]
+pub struct Rng(SplitMix);
 
 impl Rng {
+    /// Seeds the generator.
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0xD1B5_4A32_D192_ED03)
+        Rng(SplitMix::new(seed ^ 0xD1B5_4A32_D192_ED03))
     }
+    /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
+    /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.uniform()
     }
+    /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        self.0.normal()
     }
+    /// Uniform in `0..n` (modulo bias is irrelevant at test sizes); `n > 0`.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
@@ -128,6 +131,7 @@ pub struct RoundingScale {
 }
 
 impl RoundingScale {
+    /// The scale of the row with weights `w` under the Gram matrix `g` (`d x d`).
     pub fn new(w: &[f32], g: &[f32]) -> Self {
         let d = w.len();
         let m: Vec<f64> = (0..d)

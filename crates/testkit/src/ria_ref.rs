@@ -1,8 +1,6 @@
 //! A Rust re-implementation of the RIA example plugin (`plugins/examples/ria/ria.c`),
 //! operation for operation in f64, used by tests to check the C plugin's masks.
 
-#![allow(dead_code)]
-
 /// RIA mask: `pattern` is `Err(k)` for `k` kept per row, `Ok((n, m))` for N:M.
 pub fn ria_mask(
     w: &[f32],

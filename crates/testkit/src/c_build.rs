@@ -1,11 +1,12 @@
-//! Test support shared by the crates that build C plugins in their tests (included with
-//! `#[path]`): compiles C sources with the system C compiler (`$CC`, else `cc`).
+//! Compiles C sources with the system C compiler (`$CC`, else `cc`), for the tests that
+//! build C plugins and programs (plugin-abi, plugin-host, cli).
+//!
+//! A compiler that cannot be run fails the test (everywhere, not only under CI): these
+//! tests are the only check of the C ABI, so they never skip.
 //!
 //! Outputs go under the calling test's `CARGO_TARGET_TMPDIR`, so they are never committed
 //! and work wherever `CARGO_TARGET_DIR` points. Each output is written under a temporary
 //! name and renamed, so concurrent tests never load a half-written library.
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
