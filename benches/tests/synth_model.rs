@@ -101,7 +101,10 @@ fn check_dir(dir: &Path, dtype: Dtype, source: SourceDtype) -> Found {
 
     let model = load(dir).expect("sparseswaps_model::load opens it");
     let c = model.config();
-    assert_eq!(Some(c.num_hidden_layers as u64), cfg["num_hidden_layers"].as_u64());
+    assert_eq!(
+        Some(c.num_hidden_layers as u64),
+        cfg["num_hidden_layers"].as_u64()
+    );
     assert_eq!(Some(c.vocab_size as u64), cfg["vocab_size"].as_u64());
     assert!(c.num_key_value_heads < c.num_attention_heads, "GQA");
     assert!(matches!(c.rope_scaling, Some(RopeScaling::Llama3 { .. })));
@@ -109,7 +112,11 @@ fn check_dir(dir: &Path, dtype: Dtype, source: SourceDtype) -> Found {
 
     let text = "The quick brown fox jumps over the lazy dog; 1234 émigrés!\n";
     let ids = model.encode(text).expect("encode");
-    assert!(ids.len() > 5 && ids.len() < text.len(), "{} tokens", ids.len());
+    assert!(
+        ids.len() > 5 && ids.len() < text.len(),
+        "{} tokens",
+        ids.len()
+    );
     let bos = c.vocab_size as u32 - 256;
     assert!(ids.iter().all(|&i| i < bos), "regular ids only");
     assert_eq!(model.decode(&ids).expect("decode"), text);
@@ -170,10 +177,16 @@ fn tiny_model_loads_with_the_config_tensors() {
     assert!(err.contains("exists") && err.contains("--force"), "{err}");
     let (ok, err) = synth(&["--shape", "tiny", "--seed", "3", "--force"], &dir);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read(dir.join("model.safetensors")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        before
+    );
     let (ok, err) = synth(&["--shape", "tiny", "--seed", "4", "--force"], &dir);
     assert!(ok, "{err}");
-    assert_ne!(std::fs::read(dir.join("model.safetensors")).unwrap(), before);
+    assert_ne!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        before
+    );
     // No temporary or set-aside directory is left beside it.
     let left: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
         .unwrap()

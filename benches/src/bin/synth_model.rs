@@ -77,10 +77,15 @@ fn shape_parser() -> PossibleValuesParser {
 fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let upper = t.to_ascii_uppercase();
-    let (num, mult) = [("GB", 1_000_000_000u64), ("MB", 1_000_000), ("KB", 1_000), ("B", 1)]
-        .iter()
-        .find_map(|&(suf, m)| upper.strip_suffix(suf).map(|n| (n.trim().to_string(), m)))
-        .unwrap_or((upper.clone(), 1));
+    let (num, mult) = [
+        ("GB", 1_000_000_000u64),
+        ("MB", 1_000_000),
+        ("KB", 1_000),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|&(suf, m)| upper.strip_suffix(suf).map(|n| (n.trim().to_string(), m)))
+    .unwrap_or((upper.clone(), 1));
     let n: f64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size (e.g. 5GB, 200MB, 65536)"))?;
@@ -104,7 +109,10 @@ fn write_json(dir: &Path, name: &str, v: &serde_json::Value) -> Result<()> {
 fn write_dir(args: &Args, shape: &shapes::Shape, blocks: usize, dir: &Path) -> Result<u64> {
     let tensors = shape.tensors(blocks);
     let shards = writer::plan_shards(&tensors, args.dtype, args.shard_size);
-    let total: u64 = tensors.iter().map(|t| (t.numel() * args.dtype.size()) as u64).sum();
+    let total: u64 = tensors
+        .iter()
+        .map(|t| (t.numel() * args.dtype.size()) as u64)
+        .sum();
     eprintln!(
         "synth-model: {} with {blocks} of {} blocks, {} {}, {} in {} shard(s) (random weights: for memory and time, never quality)",
         shape.name,
@@ -114,8 +122,16 @@ fn write_dir(args: &Args, shape: &shapes::Shape, blocks: usize, dir: &Path) -> R
         gb(total),
         shards.len()
     );
-    write_json(dir, "config.json", &shape.config_json(blocks, args.dtype.torch_name()))?;
-    write_json(dir, "generation_config.json", &shape.generation_config_json())?;
+    write_json(
+        dir,
+        "config.json",
+        &shape.config_json(blocks, args.dtype.torch_name()),
+    )?;
+    write_json(
+        dir,
+        "generation_config.json",
+        &shape.generation_config_json(),
+    )?;
     let tok = tokenizer::tokenizer_json(shape.vocab);
     let tok_path = dir.join("tokenizer.json");
     fs::write(&tok_path, serde_json::to_vec(&tok)?)
@@ -143,17 +159,29 @@ fn write_dir(args: &Args, shape: &shapes::Shape, blocks: usize, dir: &Path) -> R
     let readme_path = dir.join("README.md");
     fs::write(&readme_path, readme)
         .with_context(|| format!("cannot write {}", readme_path.display()))?;
-    writer::write_shards(dir, &tensors, &shards, args.dtype, args.seed, |name, bytes| {
-        eprintln!("synth-model: wrote {name} ({})", gb(bytes));
-    })
+    writer::write_shards(
+        dir,
+        &tensors,
+        &shards,
+        args.dtype,
+        args.seed,
+        |name, bytes| {
+            eprintln!("synth-model: wrote {name} ({})", gb(bytes));
+        },
+    )
 }
 
 fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
-    let shape = shapes::shape(&args.shape).ok_or_else(|| anyhow!("unknown shape '{}'", args.shape))?;
+    let shape =
+        shapes::shape(&args.shape).ok_or_else(|| anyhow!("unknown shape '{}'", args.shape))?;
     let blocks = args.blocks.unwrap_or(shape.layers);
     if blocks == 0 || blocks > shape.layers {
-        bail!("--blocks {blocks}: {} has 1 to {} blocks", shape.name, shape.layers);
+        bail!(
+            "--blocks {blocks}: {} has 1 to {} blocks",
+            shape.name,
+            shape.layers
+        );
     }
     let out = &args.out_dir;
     let file_name = out
@@ -169,7 +197,10 @@ fn run(args: Args) -> Result<()> {
         bail!("{} exists (use --force to replace it)", out.display());
     }
     if out.exists() && !out.is_dir() {
-        bail!("{} exists and is not a directory; not replacing it", out.display());
+        bail!(
+            "{} exists and is not a directory; not replacing it",
+            out.display()
+        );
     }
     if !parent.is_dir() {
         bail!("{}: no such directory", parent.display());

@@ -156,19 +156,59 @@ impl Shape {
         )];
         for l in 0..blocks {
             let p = format!("model.layers.{l}");
-            out.push(t(format!("{p}.self_attn.q_proj.weight"), vec![q, h], Init::Normal));
-            out.push(t(format!("{p}.self_attn.k_proj.weight"), vec![kv, h], Init::Normal));
-            out.push(t(format!("{p}.self_attn.v_proj.weight"), vec![kv, h], Init::Normal));
-            out.push(t(format!("{p}.self_attn.o_proj.weight"), vec![h, q], Init::Normal));
-            out.push(t(format!("{p}.mlp.gate_proj.weight"), vec![i, h], Init::Normal));
-            out.push(t(format!("{p}.mlp.up_proj.weight"), vec![i, h], Init::Normal));
-            out.push(t(format!("{p}.mlp.down_proj.weight"), vec![h, i], Init::Normal));
-            out.push(t(format!("{p}.input_layernorm.weight"), vec![h], Init::Ones));
-            out.push(t(format!("{p}.post_attention_layernorm.weight"), vec![h], Init::Ones));
+            out.push(t(
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![q, h],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![kv, h],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![kv, h],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![h, q],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![i, h],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.mlp.up_proj.weight"),
+                vec![i, h],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.mlp.down_proj.weight"),
+                vec![h, i],
+                Init::Normal,
+            ));
+            out.push(t(
+                format!("{p}.input_layernorm.weight"),
+                vec![h],
+                Init::Ones,
+            ));
+            out.push(t(
+                format!("{p}.post_attention_layernorm.weight"),
+                vec![h],
+                Init::Ones,
+            ));
         }
         out.push(t("model.norm.weight".into(), vec![h], Init::Ones));
         if !self.tie_word_embeddings {
-            out.push(t("lm_head.weight".into(), vec![self.vocab, h], Init::Normal));
+            out.push(t(
+                "lm_head.weight".into(),
+                vec![self.vocab, h],
+                Init::Normal,
+            ));
         }
         out
     }

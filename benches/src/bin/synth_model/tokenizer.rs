@@ -90,7 +90,11 @@ impl Bpe {
                 .filter_map(|i| self.ranks.get(&(t[i], t[i + 1])).map(|&r| (r, i)))
                 .min();
             let Some((_, i)) = best else { return t };
-            let s = format!("{}{}", self.tokens[t[i] as usize], self.tokens[t[i + 1] as usize]);
+            let s = format!(
+                "{}{}",
+                self.tokens[t[i] as usize],
+                self.tokens[t[i + 1] as usize]
+            );
             t[i] = self.ids[&s];
             t.remove(i + 1);
         }
@@ -139,7 +143,9 @@ fn build(regular: usize) -> Bpe {
         target: regular,
     };
     // Ids 0..256: printable bytes first, as in GPT-2 and Llama 3.
-    let mut order: Vec<u8> = (0..=255u8).filter(|&b| chars[b as usize] as u32 <= 255).collect();
+    let mut order: Vec<u8> = (0..=255u8)
+        .filter(|&b| chars[b as usize] as u32 <= 255)
+        .collect();
     order.extend((0..=255u8).filter(|&b| chars[b as usize] as u32 > 255));
     let mut id_of_byte = [0u32; 256];
     for b in order {
@@ -207,7 +213,12 @@ pub fn tokenizer_json(vocab_size: usize) -> Value {
     let merges: Vec<Value> = bpe
         .merges
         .iter()
-        .map(|&(a, b)| json!(format!("{} {}", bpe.tokens[a as usize], bpe.tokens[b as usize])))
+        .map(|&(a, b)| {
+            json!(format!(
+                "{} {}",
+                bpe.tokens[a as usize], bpe.tokens[b as usize]
+            ))
+        })
         .collect();
     let specials = special_names();
     let added: Vec<Value> = specials

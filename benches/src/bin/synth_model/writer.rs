@@ -175,7 +175,8 @@ pub fn write_shards(
         let path = dir.join(&name);
         let members: Vec<&TensorPlan> = shard.iter().map(|&j| &tensors[j]).collect();
         let head = header(&members, dtype)?;
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         let ctx = || format!("cannot write {}", path.display());
         w.write_all(&head).with_context(ctx)?;
@@ -187,7 +188,10 @@ pub fn write_shards(
             total += b;
             weight_map.insert(t.name.clone(), json!(name));
         }
-        let file = w.into_inner().map_err(|e| e.into_error()).with_context(ctx)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(ctx)?;
         file.sync_all().with_context(ctx)?;
         let len = file.metadata().with_context(ctx)?.len();
         if len != bytes {
@@ -230,7 +234,10 @@ mod tests {
             plan_shards(&t, WeightDtype::Bf16, 16),
             vec![vec![0, 1], vec![2], vec![3], vec![4]]
         );
-        assert_eq!(plan_shards(&t, WeightDtype::Bf16, 1 << 30), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(
+            plan_shards(&t, WeightDtype::Bf16, 1 << 30),
+            vec![vec![0, 1, 2, 3, 4]]
+        );
         assert_eq!(shard_name(0, 1), "model.safetensors");
         assert_eq!(shard_name(1, 12), "model-00002-of-00012.safetensors");
     }
