@@ -131,26 +131,35 @@ fn normalish(rng: &mut SplitMix, std: f32) -> f32 {
     z * std
 }
 
+/// Fills `out` with values of `f` encoded as `dtype` (little-endian); the dtype is matched
+/// once per chunk so that the per-value loop stays tight.
+fn fill(out: &mut [u8], dtype: WeightDtype, mut f: impl FnMut() -> f32) {
+    match dtype {
+        WeightDtype::Bf16 => out
+            .chunks_exact_mut(2)
+            .for_each(|c| c.copy_from_slice(&bf16::from_f32(f()).to_le_bytes())),
+        WeightDtype::F16 => out
+            .chunks_exact_mut(2)
+            .for_each(|c| c.copy_from_slice(&f16::from_f32(f()).to_le_bytes())),
+        WeightDtype::F32 => out
+            .chunks_exact_mut(4)
+            .for_each(|c| c.copy_from_slice(&f().to_le_bytes())),
+    }
+}
+
 /// Streams one tensor's values.
 fn write_tensor(w: &mut impl Write, t: &TensorPlan, dtype: WeightDtype, seed: u64) -> Result<()> {
     let mut rng = tensor_rng(seed, &t.name);
     let mut left = t.numel();
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK.min(left) * dtype.size());
+    let mut buf = vec![0u8; CHUNK.min(left) * dtype.size()];
     while left > 0 {
         let k = CHUNK.min(left);
-        buf.clear();
-        for _ in 0..k {
-            let v = match t.init {
-                Init::Normal => normalish(&mut rng, INIT_STD),
-                Init::Ones => 1.0,
-            };
-            match dtype {
-                WeightDtype::Bf16 => buf.extend(bf16::from_f32(v).to_le_bytes()),
-                WeightDtype::F16 => buf.extend(f16::from_f32(v).to_le_bytes()),
-                WeightDtype::F32 => buf.extend(v.to_le_bytes()),
-            }
+        let out = &mut buf[..k * dtype.size()];
+        match t.init {
+            Init::Normal => fill(out, dtype, || normalish(&mut rng, INIT_STD)),
+            Init::Ones => fill(out, dtype, || 1.0),
         }
-        w.write_all(&buf)?;
+        w.write_all(out)?;
         left -= k;
     }
     Ok(())
