@@ -51,6 +51,10 @@
 
 #![warn(missing_docs)]
 
+pub mod refit_swaps;
+
+pub use refit_swaps::{refit_swaps, RefitRow, RefitSwapOptions, RefitSwapReport};
+
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use rayon::prelude::*;
