@@ -15,7 +15,7 @@ struct Rng(u64);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5EED_0F_12EF_17u64)
+        Rng(seed ^ 0x5EED_0F12_EF17u64)
     }
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -43,11 +43,11 @@ fn best_pair_all(st: &RefitRowState<'_>) -> (Option<BestPair>, u64) {
         let alpha = xi * beta;
         // The best addition after removing i: the largest r'² / s'.
         let (mut bg, mut bt) = (f64::NEG_INFINITY, usize::MAX);
-        for t in 0..m {
-            let vt = row[t];
-            let den = st.s[t] + beta * vt * vt;
-            if den > st.floor[t] {
-                let num = st.r[t] + alpha * vt;
+        let cols = row.iter().zip(&st.s).zip(&st.r).zip(&st.floor);
+        for (t, (((&vt, &s_t), &r_t), &floor_t)) in cols.enumerate() {
+            let den = s_t + beta * vt * vt;
+            if den > floor_t {
+                let num = r_t + alpha * vt;
                 let g = num * num / den;
                 if g > bg || (g == bg && st.pruned[t] < st.pruned[bt]) {
                     bg = g;
@@ -108,7 +108,7 @@ pub(crate) fn initial_state<'a>(
         // Every kept input is dead: scale the damping by the whole diagonal instead.
         mean_diag = (0..d).map(|j| gram[j * d + j] as f64).sum::<f64>() / d as f64;
     }
-    if !(mean_diag > 0.0) {
+    if mean_diag.is_nan() || mean_diag <= 0.0 {
         return None;
     }
     let mut lambda = opts.reconstruct.damping * mean_diag;

@@ -129,7 +129,8 @@ impl<'a> RefitRowState<'a> {
     }
 
     /// Recomputes `P`, `x`, `V`, `r`, `s` and `E*` exactly from the kept set (Cholesky,
-    /// inverse, one GEMM for `V`); false when `G̃[K,K]` is not positive definite.
+    /// inverse, one GEMM for `V`); false, with the state left as it was, when `G̃[K,K]`
+    /// is not positive definite.
     pub fn refresh(&mut self) -> bool {
         let (k, m, d, lam) = (self.kept.len(), self.pruned.len(), self.d, self.lambda);
         let kept = &self.kept;
@@ -142,7 +143,7 @@ impl<'a> RefitRowState<'a> {
             Err(_) => return false,
         };
         let p = Mat::from_fn(k, k, |i, j| 0.5 * (inv[(i, j)] + inv[(j, i)]));
-        if (0..k).any(|i| !(p[(i, i)] > 0.0) || !p[(i, i)].is_finite()) {
+        if (0..k).any(|i| !p[(i, i)].is_finite() || p[(i, i)] <= 0.0) {
             return false;
         }
         self.p = (0..k * k).map(|e| p[(e / k, e % k)]).collect();
@@ -278,9 +279,9 @@ impl<'a> RefitRowState<'a> {
                 *vat -= f * vit;
             }
         }
-        for t in 0..m {
-            self.s[t] += beta * vi[t] * vi[t];
-            self.r[t] += xi * beta * vi[t];
+        for ((s_t, r_t), &v_t) in self.s.iter_mut().zip(self.r.iter_mut()).zip(&vi) {
+            *s_t += beta * v_t * v_t;
+            *r_t += xi * beta * v_t;
         }
         // q's column of K \ {u}; then u takes q's pruned position, with
         // v'_u = −P[:,u] / P[u,u], s'_u = 1 / P[u,u], r'_u = x_u / P[u,u].
@@ -320,9 +321,9 @@ impl<'a> RefitRowState<'a> {
         }
         self.p[i * k + i] = 1.0 / sq;
         self.x[i] = rq / sq;
-        for t in 0..m {
-            self.s[t] -= sq * gamma[t] * gamma[t];
-            self.r[t] -= gamma[t] * rq;
+        for ((s_t, r_t), &g_t) in self.s.iter_mut().zip(self.r.iter_mut()).zip(&gamma) {
+            *s_t -= sq * g_t * g_t;
+            *r_t -= g_t * rq;
         }
         self.v[i * m..(i + 1) * m].copy_from_slice(&gamma);
         self.kept[i] = q;
