@@ -383,6 +383,10 @@ fn never_worse_than_swaps_plus_refit() {
                 rep.rows[r].refit_after <= base.rows[r].error,
                 "case {case} row {r}"
             );
+            assert!(
+                !rep.rows[r].diverged,
+                "case {case} row {r}: the state diverged"
+            );
             let chunk = group.map_or(d, |(_, m)| m);
             for (a, b) in row.chunks(chunk).zip(old.chunks(chunk)) {
                 let count = |c: &[u8]| c.iter().filter(|&&v| v == 1).count();

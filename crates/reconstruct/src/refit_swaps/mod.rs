@@ -58,6 +58,23 @@
 //!
 //! Determinism: each row depends only on its own inputs; results are identical for any
 //! number of threads.
+//!
+//! ```
+//! use sparseswaps_core::{LayerProblem, Mask, Pattern};
+//! use sparseswaps_reconstruct::{reconstruct, refit_swaps, RefitSwapOptions};
+//! // Inputs 0 and 1 are nearly the same channel: keeping both wastes a weight that a
+//! // re-fit of one of them recovers, while input 2 is independent.
+//! let w = [1.0f32, 1.0, 0.5];
+//! let g = [1.0f32, 0.99, 0.0, 0.99, 1.0, 0.0, 0.0, 0.0, 1.0];
+//! let problem = LayerProblem::new(&w, 1, 3, &g).unwrap();
+//! let pattern = Pattern::unstructured(1.0 / 3.0).unwrap(); // keep 2 of 3
+//! let mut mask = Mask::new(1, 3, vec![1, 1, 0]).unwrap();
+//! let start = reconstruct(&problem, &mask, &Default::default()).unwrap();
+//! let rep = refit_swaps(&problem, &pattern, &mut mask, &RefitSwapOptions::default()).unwrap();
+//! assert_eq!(mask.row(0).iter().filter(|&&m| m == 1).count(), 2);
+//! assert!(rep.refit_after < start.reconstructed_error);
+//! assert_eq!(rep.refit_before, start.reconstructed_error);
+//! ```
 
 mod options;
 mod search;

@@ -67,6 +67,11 @@ pub struct RefitRow {
     /// Whether the row went back to its starting mask because the re-fit measured no
     /// gain (rounding, or the damping of the final solve differs from the engine's).
     pub reverted: bool,
+    /// Whether an exact recomputation found the error not lowered by the swaps since
+    /// the previous one (a numerical failure of the incremental state; the row then
+    /// stops as capped). Never seen with correct updates: a diagnostic.
+    #[serde(default)]
+    pub diverged: bool,
 }
 
 /// A layer's outcome.

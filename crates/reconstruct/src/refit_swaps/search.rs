@@ -149,6 +149,7 @@ pub(crate) fn run_row(
         refit_before: 0.0,
         refit_after: 0.0,
         reverted: false,
+        diverged: false,
     };
     let Some(mut st) = initial_state(w, mask_row, gram, opts) else {
         return out;
@@ -159,6 +160,7 @@ pub(crate) fn run_row(
     let floor = 64.0 * f64::EPSILON * st.energy();
     let mut fresh = true;
     let mut since = 0u32;
+    let mut last_exact = st.error();
     out.stop = loop {
         if opts.max_swaps.is_some_and(|cap| out.swaps >= cap) {
             break StopReason::MaxSwaps;
@@ -172,7 +174,9 @@ pub(crate) fn run_row(
         // The stop certificate, and every marginal step, are made on a fresh state.
         let marginal = improving.is_some_and(|b| b.delta > -opts.recheck_rel * e);
         if !fresh && (improving.is_none() || marginal) {
-            refresh(&mut st, &mut out);
+            if !refresh(&mut st, &mut out, &mut last_exact) {
+                break StopReason::MaxSwaps;
+            }
             fresh = true;
             since = 0;
             continue;
@@ -191,20 +195,27 @@ pub(crate) fn run_row(
         since += 1;
         fresh = false;
         if opts.recompute_every > 0 && since >= opts.recompute_every {
-            refresh(&mut st, &mut out);
+            if !refresh(&mut st, &mut out, &mut last_exact) {
+                break StopReason::MaxSwaps;
+            }
             fresh = true;
             since = 0;
         }
     };
     if !fresh {
-        refresh(&mut st, &mut out);
+        refresh(&mut st, &mut out, &mut last_exact);
     }
     out.final_error = st.error();
     out
 }
 
 /// An exact recomputation; records the drift of the running error it replaces.
-fn refresh(st: &mut RefitRowState<'_>, out: &mut RefitRow) {
+///
+/// Returns false when the exact error did not fall since the previous exact one
+/// although swaps were taken (each was accepted for lowering it): the incremental state
+/// has lost the truth, and the row stops there (counted as capped, `diverged` set)
+/// rather than risk cycling. Correct updates never trigger it.
+fn refresh(st: &mut RefitRowState<'_>, out: &mut RefitRow, last_exact: &mut f64) -> bool {
     let running = st.error();
     // G̃[K,K] + λI with λ > 0 stays positive definite; only a rank-deficient G with
     // ε = 0 could fail here, and then the running state is kept (a failed refresh
@@ -214,4 +225,8 @@ fn refresh(st: &mut RefitRowState<'_>, out: &mut RefitRow) {
         let e = st.error().abs().max(f64::MIN_POSITIVE);
         out.max_drift = out.max_drift.max((running - st.error()).abs() / e);
     }
+    let fell = st.error() < *last_exact;
+    *last_exact = st.error();
+    out.diverged |= !fell;
+    fell
 }
