@@ -16,7 +16,7 @@
 //! Δ*(u,q) = x_u²/P[u,u] − (r_q + x_u V[u,q]/P[u,u])² / (s_q + V[u,q]²/P[u,u])
 //! ```
 //!
-//! (`/work/shared/docs/algorithm.md`, "Exact 1-swaps of the re-fitted objective").
+//! (`docs/algorithm.md`, "Exact 1-swaps of the re-fitted objective").
 //!
 //! **Per row.** Each step evaluates every admissible pair (`k (d_in − k)` pairs
 //! unstructured; for N:M only `u` and `q` in the same group of `M`, `O(d_in)` pairs) and
