@@ -30,6 +30,13 @@
 //! taken in row order; faer runs sequentially inside each solve. Results are identical
 //! for any number of threads.
 //!
+//! **Swaps of the re-fitted objective.** [`refit_swaps()`] goes one step further: from a
+//! given mask (the ordinary swaps' result) it takes exact 1-swaps of the error *after*
+//! the re-fit, `E*(K) = wᵀGw − b_Kᵀ G̃[K,K]⁻¹ b_K`, per row with incremental updates of
+//! `G̃[K,K]⁻¹` (`O(k (d_in − k) + k²)` per step, `O(k d_in)` memory per row), then writes
+//! the re-fitted weights of the final mask; never worse than swaps + re-fit. See
+//! [`refit_swaps`](mod@refit_swaps) for the formulas, the costs and the tolerance rules.
+//!
 //! Why a crate of its own: faer is a large dependency (several minutes to build on two
 //! cores), and `sparseswaps-core` is linked by every plugin and by the CUDA backend,
 //! none of which needs a dense solver. Only the CLI and the pipeline depend on this
@@ -50,6 +57,10 @@
 //! ```
 
 #![warn(missing_docs)]
+
+pub mod refit_swaps;
+
+pub use refit_swaps::{refit_swaps, RefitRow, RefitSwapOptions, RefitSwapReport};
 
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
