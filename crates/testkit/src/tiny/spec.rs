@@ -81,144 +81,102 @@ pub type Entry = (Vec<usize>, Vec<f32>);
 
 /// Random weights; q/k/v biases when `bias`; a separate lm_head when `!tied`.
 pub fn weights(seed: u64, bias: bool, tied: bool) -> Weights {
-    let v = vocab_tokens().len();
     let mut r = Lcg::new(seed);
     let mut w = Weights::new();
-    let put =
-        |w: &mut Weights, r: &mut Lcg, name: String, shape: Vec<usize>, scale: f32, offset: f32| {
-            let n = shape.iter().product();
-            let vals = r.vec(n, scale).into_iter().map(|x| x + offset).collect();
-            w.insert(name, (shape, vals));
-        };
-    put(
-        &mut w,
-        &mut r,
-        "model.embed_tokens.weight".into(),
-        vec![v, HIDDEN],
-        1.0,
-        0.0,
-    );
-    put(
-        &mut w,
-        &mut r,
-        "model.norm.weight".into(),
-        vec![HIDDEN],
-        0.2,
-        1.0,
-    );
-    if !tied {
-        put(
-            &mut w,
-            &mut r,
-            "lm_head.weight".into(),
-            vec![v, HIDDEN],
-            0.3,
-            0.0,
-        );
-    }
-    let s = 1.0 / (HIDDEN as f32).sqrt();
-    for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.input_layernorm.weight"),
-            vec![HIDDEN],
-            0.2,
-            1.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![HIDDEN],
-            0.2,
-            1.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.self_attn.q_proj.weight"),
-            vec![HEADS * HEAD_DIM, HIDDEN],
-            3.0 * s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.self_attn.k_proj.weight"),
-            vec![KV_HEADS * HEAD_DIM, HIDDEN],
-            3.0 * s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.self_attn.v_proj.weight"),
-            vec![KV_HEADS * HEAD_DIM, HIDDEN],
-            s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.self_attn.o_proj.weight"),
-            vec![HIDDEN, HEADS * HEAD_DIM],
-            s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.mlp.gate_proj.weight"),
-            vec![INTER, HIDDEN],
-            s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.mlp.up_proj.weight"),
-            vec![INTER, HIDDEN],
-            s,
-            0.0,
-        );
-        put(
-            &mut w,
-            &mut r,
-            format!("{p}.mlp.down_proj.weight"),
-            vec![HIDDEN, INTER],
-            s,
-            0.0,
-        );
-        if bias {
-            put(
-                &mut w,
-                &mut r,
-                format!("{p}.self_attn.q_proj.bias"),
-                vec![HEADS * HEAD_DIM],
-                0.5,
-                0.0,
-            );
-            put(
-                &mut w,
-                &mut r,
-                format!("{p}.self_attn.k_proj.bias"),
-                vec![KV_HEADS * HEAD_DIM],
-                0.5,
-                0.0,
-            );
-            put(
-                &mut w,
-                &mut r,
-                format!("{p}.self_attn.v_proj.bias"),
-                vec![KV_HEADS * HEAD_DIM],
-                0.5,
-                0.0,
-            );
-        }
+    // Drawn in this order: the order is part of every seed's values.
+    for (name, shape, scale, offset) in tensor_plan(bias, tied) {
+        let n = shape.iter().product();
+        let vals = r.vec(n, scale).into_iter().map(|x| x + offset).collect();
+        w.insert(name, (shape, vals));
     }
     w
+}
+
+/// Every tensor of the tiny model in draw order: name, shape, scale and offset of its
+/// random values.
+fn tensor_plan(bias: bool, tied: bool) -> Vec<(String, Vec<usize>, f32, f32)> {
+    let v = vocab_tokens().len();
+    let mut plan = vec![
+        (
+            "model.embed_tokens.weight".into(),
+            vec![v, HIDDEN],
+            1.0,
+            0.0,
+        ),
+        ("model.norm.weight".into(), vec![HIDDEN], 0.2, 1.0),
+    ];
+    if !tied {
+        plan.push(("lm_head.weight".into(), vec![v, HIDDEN], 0.3, 0.0));
+    }
+    let s = 1.0 / (HIDDEN as f32).sqrt();
+    let (q, kv) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    for l in 0..LAYERS {
+        let p = format!("model.layers.{l}");
+        plan.extend([
+            (
+                format!("{p}.input_layernorm.weight"),
+                vec![HIDDEN],
+                0.2,
+                1.0,
+            ),
+            (
+                format!("{p}.post_attention_layernorm.weight"),
+                vec![HIDDEN],
+                0.2,
+                1.0,
+            ),
+            (
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![q, HIDDEN],
+                3.0 * s,
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![kv, HIDDEN],
+                3.0 * s,
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![kv, HIDDEN],
+                s,
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![HIDDEN, q],
+                s,
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![INTER, HIDDEN],
+                s,
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.up_proj.weight"),
+                vec![INTER, HIDDEN],
+                s,
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.down_proj.weight"),
+                vec![HIDDEN, INTER],
+                s,
+                0.0,
+            ),
+        ]);
+        if bias {
+            plan.extend([
+                (format!("{p}.self_attn.q_proj.bias"), vec![q], 0.5, 0.0),
+                (format!("{p}.self_attn.k_proj.bias"), vec![kv], 0.5, 0.0),
+                (format!("{p}.self_attn.v_proj.bias"), vec![kv], 0.5, 0.0),
+            ]);
+        }
+    }
+    plan
 }
 
 /// The HF `config.json` of the tiny model for architecture `arch` (`LlamaForCausalLM`,
