@@ -12,7 +12,7 @@
 #      50% unstructured and 2:4; max_swaps 100) on synthetic LLM-like data, with the CPU
 #      engine run on the first rows of each layer for agreement (examples/gpu_timing.rs).
 #   Figures go to RESULTS_FILE (default: $OUT/gpu-check-results.txt when OUT is set, else
-#   ./gpu-check-results.txt); the README's GPU section quotes that file.
+#   ./gpu-check-results.txt); docs/results.md (GPU) quotes that file.
 #
 # Machines with nvcc but no Rust toolchain (the lent GPU machines' image): build on a
 # machine that has cargo and an nvcc NOT NEWER than the GPU machine's driver supports

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 /// Cauchy–Schwarz: `|corr(u,q)| ≤ min(ρ_u, ρ_q) ≤ sqrt(ρ_u ρ_q)`, so
 /// `2 |w_u w_q G[u,q]| ≤ ρ_u σ_u² + ρ_q σ_q²` with `σ_j² = w_j² G[j,j]`, and
 /// `Δ(u,q) ≥ (a_u - ρ_u σ_u²) + (b_q - ρ_q σ_q²)`. With `ρ = 1` this is the bound of
-/// the algorithm notes; on real layers `ρ` is far below 1 for most columns, which
+/// `docs/algorithm.md`; on real layers `ρ` is far below 1 for most columns, which
 /// prunes most pairs.
 pub fn column_correlation_bound(gram: &[f32], d: usize) -> Vec<f64> {
     let diag: Vec<f64> = (0..d)

@@ -1,7 +1,7 @@
 //! Gram accumulation `G += Aᵀ A` on cuBLAS, f32 output from f32, bf16 or f16 activations.
 //!
 //! `A` is a batch of activations `[tokens, d_in]`, row-major (what a PyTorch hook
-//! captures); `G = Aᵀ A` is `[d_in, d_in]` (the `X Xᵀ` of algorithm.md with `X = Aᵀ`).
+//! captures); `G = Aᵀ A` is `[d_in, d_in]` (the `X Xᵀ` of `docs/algorithm.md` with `X = Aᵀ`).
 //! Products run in cuBLAS's `CUBLAS_COMPUTE_32F` (f32 accumulation, no TF32), so bf16
 //! inputs lose nothing beyond their own rounding. The result is made exactly symmetric
 //! (the upper triangle is copied onto the lower) because the core crate checks symmetry
