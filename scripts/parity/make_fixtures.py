@@ -56,9 +56,14 @@ SEEDS = {
     "gemma3": 1005,
     "phi3": 1006,
     "qwen2_head": 1007,
+    "qwen2_sliding": 1008,
 }
 # Families whose saved config.json is rewritten to tie_word_embeddings: true.
 FLIP_TIE = {"qwen2_head"}
+# Families whose saved config.json loses `layer_types` (transformers 5 writes it), as
+# configs written before transformers 5 are: the blocks that use the sliding window
+# then follow from use_sliding_window and max_window_layers.
+DROP_LAYER_TYPES = {"qwen2_sliding"}
 
 COMMON = dict(
     vocab_size=VOCAB,
@@ -134,6 +139,19 @@ def families():
             t.Qwen2Config,
             t.Qwen2ForCausalLM,
             dict(**rope(1000000.0), tie_word_embeddings=False, use_sliding_window=False),
+        ),
+        # Qwen2 with use_sliding_window: block 0 full attention, block 1 (from
+        # max_window_layers on) a window of 8 tokens.
+        "qwen2_sliding": (
+            t.Qwen2Config,
+            t.Qwen2ForCausalLM,
+            dict(
+                **rope(1000000.0),
+                tie_word_embeddings=True,
+                use_sliding_window=True,
+                sliding_window=8,
+                max_window_layers=1,
+            ),
         ),
         # Qwen3-0.6B: q/k RMSNorm per head, no biases, tied head.
         "qwen3": (
@@ -238,10 +256,13 @@ def make(family, cfg_cls, model_cls, kwargs, tok, seed):
     mdir.mkdir(parents=True)
     model.save_pretrained(mdir, safe_serialization=True)
     tok.save(str(mdir / "tokenizer.json"))
-    if family in FLIP_TIE:
+    if family in FLIP_TIE | DROP_LAYER_TYPES:
         cfg_path = mdir / "config.json"
         cfg_json = json.loads(cfg_path.read_text())
-        cfg_json["tie_word_embeddings"] = True
+        if family in FLIP_TIE:
+            cfg_json["tie_word_embeddings"] = True
+        if family in DROP_LAYER_TYPES:
+            del cfg_json["layer_types"]
         cfg_path.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
     gen_cfg = mdir / "generation_config.json"
     if gen_cfg.exists():

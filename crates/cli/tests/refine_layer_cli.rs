@@ -146,6 +146,41 @@ fn refines_and_writes_mask_and_report() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("swaps              0"));
 }
 
+/// A Gram matrix with a negative diagonal entry is not positive semi-definite: the error
+/// says so, naming the entry and its value (it used to be reported as a shape mismatch).
+#[test]
+fn negative_gram_diagonal_is_not_a_gram_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (w, _) = layer(d);
+    let mut g = vec![0f32; 64];
+    (0..8).for_each(|i| g[i * 9] = 1.0);
+    g[3 * 9] = -2.5;
+    let neg = write(
+        d,
+        "neg.safetensors",
+        vec![("g", OwnedTensor::f32(vec![8, 8], &g))],
+    );
+    let out = d.join("out.safetensors");
+    let o = refine_layer(w.to_str().unwrap(), &neg)
+        .args(["--sparsity", "0.5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {err}");
+    assert!(
+        err.contains(
+            "not a Gram matrix: negative diagonal entry G[3,3] = -2.5 \
+             (a Gram matrix is positive semi-definite)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("shape mismatch"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(!out.exists(), "output file written");
+}
+
 #[test]
 fn bad_inputs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,13 @@ pub enum CoreError {
     /// Shapes of weights, Gram matrix and mask disagree.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A matrix given as a Gram matrix `X Xᵀ` that cannot be one: a negative diagonal
+    /// entry (so it is not positive semi-definite) or entries that are not symmetric.
+    #[error("not a Gram matrix: {reason}")]
+    NotGram {
+        /// What is wrong, with the entries' indices and values.
+        reason: String,
+    },
     /// A NaN or infinite value in an input.
     #[error("non-finite value in {what} at index {index} (value {value})")]
     NonFinite {

@@ -47,7 +47,9 @@ pub use engine::refine;
 pub use error::{CoreError, Result};
 pub use exhaustive::best_swaps_unstructured;
 pub use mask::{validate_mask, Mask};
-pub use objective::{check_finite, layer_error, row_energy, row_error, LayerError, LayerProblem};
+pub use objective::{
+    check_finite, check_gram_diagonal, layer_error, row_energy, row_error, LayerError, LayerProblem,
+};
 pub use options::{Budget, RefineOptions, Search};
 pub use pattern::Pattern;
 pub use report::KeptStats;

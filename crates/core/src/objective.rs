@@ -19,6 +19,16 @@ pub struct LayerProblem<'a> {
 /// Relative tolerance of the Gram symmetry check, against the largest diagonal entry.
 const SYMMETRY_TOL: f32 = 1e-4;
 
+/// The error for the negative diagonal entry `G[i,i] = value`: a Gram matrix `X Xᵀ` has
+/// `G[i,i] = ||X_i||² ≥ 0`, so it is not positive semi-definite.
+fn negative_diagonal(i: usize, value: f32) -> CoreError {
+    CoreError::NotGram {
+        reason: format!(
+            "negative diagonal entry G[{i},{i}] = {value} (a Gram matrix is positive semi-definite)"
+        ),
+    }
+}
+
 impl<'a> LayerProblem<'a> {
     /// Checks shapes, finiteness, a non-negative diagonal and symmetry of `G`.
     pub fn new(weights: &'a [f32], d_out: usize, d_in: usize, gram: &'a [f32]) -> Result<Self> {
@@ -45,16 +55,14 @@ impl<'a> LayerProblem<'a> {
         for i in 0..d_in {
             let d = gram[i * d_in + i];
             if d < 0.0 {
-                return Err(CoreError::Shape(format!(
-                    "Gram matrix has a negative diagonal entry G[{i},{i}] = {d}: not a Gram matrix"
-                )));
+                return Err(negative_diagonal(i, d));
             }
             for j in 0..i {
                 let (a, b) = (gram[i * d_in + j], gram[j * d_in + i]);
                 if (a - b).abs() > SYMMETRY_TOL * max_diag {
-                    return Err(CoreError::Shape(format!(
-                        "Gram matrix is not symmetric: G[{i},{j}] = {a}, G[{j},{i}] = {b}"
-                    )));
+                    return Err(CoreError::NotGram {
+                        reason: format!("not symmetric: G[{i},{j}] = {a}, G[{j},{i}] = {b}"),
+                    });
                 }
             }
         }
@@ -125,6 +133,15 @@ pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
     }
 }
 
+/// Checks that a Gram diagonal (`G[i,i] = ||X_i||²`) has no negative entry: returns
+/// [`CoreError::NotGram`] naming the first.
+pub fn check_gram_diagonal(diag: &[f32]) -> Result<()> {
+    match diag.iter().position(|&d| d < 0.0) {
+        Some(i) => Err(negative_diagonal(i, diag[i])),
+        None => Ok(()),
+    }
+}
+
 /// `xᵀ G x` in f64 for a dense vector `x` (used for both errors and energies).
 fn quad_form(x: &[f64], gram: &[f32]) -> f64 {
     let d = x.len();
@@ -189,4 +206,30 @@ pub fn layer_error(problem: &LayerProblem<'_>, mask: &Mask) -> Result<LayerError
         energy,
         relative: if energy > 0.0 { error / energy } else { 0.0 },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Gram that cannot be one is `NotGram`, naming the entry, not a shape error.
+    #[test]
+    fn negative_diagonal_and_asymmetry_are_not_gram() {
+        let w = [1.0f32; 4];
+        let e = LayerProblem::new(&w, 2, 2, &[1.0, 0.0, 0.0, -0.5]).unwrap_err();
+        assert_eq!(
+            e,
+            CoreError::NotGram {
+                reason: "negative diagonal entry G[1,1] = -0.5 \
+                         (a Gram matrix is positive semi-definite)"
+                    .into()
+            }
+        );
+        let e = LayerProblem::new(&w, 2, 2, &[1.0, 0.5, 0.0, 1.0]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a Gram matrix: not symmetric: G[1,0] = 0, G[0,1] = 0.5"
+        );
+        assert!(check_gram_diagonal(&[0.0, 3.0]).is_ok());
+    }
 }

@@ -2,6 +2,7 @@
 //! metadata, and written back as a `config.json` that transformers loads.
 
 use crate::error::{ModelError, Result};
+use crate::window::{self, SlidingWindow};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -17,10 +18,10 @@ const MAX_LAYERS: usize = 1 << 16;
 pub enum Architecture {
     /// `LlamaForCausalLM` (Llama 2/3, SmolLM).
     Llama,
-    /// `MistralForCausalLM` (sliding-window attention is not applied: exact for windows
-    /// up to the sliding window, 4096 tokens for Mistral 7B v0.1).
+    /// `MistralForCausalLM` (sliding-window attention in every block).
     Mistral,
-    /// `Qwen2ForCausalLM` (q/k/v projections with bias).
+    /// `Qwen2ForCausalLM` (q/k/v projections with bias; sliding-window attention in the
+    /// blocks `use_sliding_window` and `max_window_layers` or `layer_types` select).
     Qwen2,
 }
 
@@ -142,6 +143,9 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token id(s) (Llama 3 lists several).
     pub eos_token_id: Vec<u32>,
+    /// Sliding-window attention, when some block uses it (see [`crate::window`] for how
+    /// each family's `config.json` says so).
+    pub sliding_window: Option<SlidingWindow>,
 }
 
 fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -300,13 +304,14 @@ impl LlamaConfig {
                     },
                 ),
             };
+        let num_hidden_layers = req_usize(path, obj, "num_hidden_layers")?;
         let cfg = LlamaConfig {
             architecture,
             hidden_size,
             intermediate_size: req_usize(path, obj, "intermediate_size")?,
             num_attention_heads,
             num_key_value_heads,
-            num_hidden_layers: req_usize(path, obj, "num_hidden_layers")?,
+            num_hidden_layers,
             head_dim: opt_usize(path, obj, "head_dim")?
                 .unwrap_or(hidden_size / num_attention_heads.max(1)),
             rms_norm_eps: opt_f64(path, obj, "rms_norm_eps")?.unwrap_or(1e-6),
@@ -319,9 +324,21 @@ impl LlamaConfig {
                 .unwrap_or(false),
             bos_token_id: token_ids(path, obj, "bos_token_id")?.first().copied(),
             eos_token_id: token_ids(path, obj, "eos_token_id")?,
+            sliding_window: match architecture {
+                // LlamaForCausalLM has no sliding window, whatever its config says.
+                Architecture::Llama => None,
+                Architecture::Mistral => window::every_block(path, obj, num_hidden_layers)?,
+                Architecture::Qwen2 => window::qwen2(path, obj, num_hidden_layers)?,
+            },
         };
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// The sliding window of block `layer`, if it uses one: its query at position `q`
+    /// sees only the keys at `k > q − window`.
+    pub fn attention_window(&self, layer: usize) -> Option<usize> {
+        self.sliding_window.as_ref()?.of_layer(layer)
     }
 
     /// Checks the head arithmetic.
@@ -369,7 +386,9 @@ impl LlamaConfig {
 
     /// A `config.json` object for transformers' `*ForCausalLM` with `torch_dtype`.
     /// `base` (the source `config.json`, when the model came from one) supplies keys this
-    /// crate does not model, so they survive a round trip.
+    /// crate does not model, so they survive a round trip; its sliding-window keys are
+    /// kept as they are (without a base they are written from
+    /// [`LlamaConfig::sliding_window`]).
     pub fn to_hf_json(&self, torch_dtype: &str, base: Option<&Value>) -> Value {
         let mut obj = base
             .and_then(|b| b.as_object())
@@ -415,6 +434,14 @@ impl LlamaConfig {
             },
         );
         set("torch_dtype", json!(torch_dtype));
+        if base.is_none() {
+            let w = self.sliding_window.as_ref();
+            match self.architecture {
+                Architecture::Llama => {}
+                Architecture::Mistral => window::write_every_block(&mut obj, w),
+                Architecture::Qwen2 => window::write_qwen2(&mut obj, w),
+            }
+        }
         // The v5 form would now disagree with the keys above; the top-level keys win.
         obj.remove("rope_parameters");
         Value::Object(obj)

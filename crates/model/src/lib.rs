@@ -52,6 +52,7 @@ pub mod load;
 pub mod model;
 pub mod ppl;
 pub mod rope;
+pub mod window;
 pub mod write;
 
 pub use candle_core::{DType, Device, Tensor};
@@ -65,4 +66,5 @@ pub use model::{
 };
 pub use ppl::{perplexity, perplexity_of_file, read_text, Perplexity};
 pub use tokenizers::Tokenizer;
+pub use window::SlidingWindow;
 pub use write::{save_hf_dir, SaveDtype};

@@ -105,6 +105,7 @@ mod tests {
             tie_word_embeddings: true,
             bos_token_id: None,
             eos_token_id: vec![],
+            sliding_window: None,
         }
     }
 

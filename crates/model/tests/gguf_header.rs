@@ -252,3 +252,24 @@ fn control_characters_in_names_are_escaped() {
     let e = load_err(&g.0);
     assert_contains(&e, r"tensor 'w\r\u{1b}[2J': unsupported GGML type 99");
 }
+
+/// A sliding window in GGUF metadata is refused by name: the file does not say which
+/// blocks transformers would window, and llama.cpp's `llama` graph would not.
+#[test]
+fn sliding_window_in_metadata_is_refused() {
+    let g = Gguf::new(3, 1, 7)
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.embedding_length", 8)
+        .kv_u32("llama.attention.head_count", 2)
+        .kv_u32("llama.feed_forward_length", 16)
+        .kv_u32("llama.block_count", 1)
+        .kv_u32("llama.context_length", 64)
+        .kv_u32("llama.attention.sliding_window", 4096)
+        .tensor("token_embd.weight", &[8, 4], 0, 0);
+    let pad = g.0.len().div_ceil(32) * 32 - g.0.len();
+    let e = load_err(&g.zeros(pad + 128).0);
+    assert_contains(
+        &e,
+        "unsupported sliding-window attention in GGUF (llama.attention.sliding_window = 4096)",
+    );
+}

@@ -11,7 +11,7 @@
 //! that names the architecture.
 
 use safetensors::{Dtype, SafeTensors};
-use sparseswaps_model::{load, perplexity};
+use sparseswaps_model::{load, perplexity, save_hf_dir, SaveDtype};
 use std::path::PathBuf;
 
 /// Max |ours − theirs| / max |theirs| over all logits.
@@ -21,11 +21,12 @@ const LOGITS_REL_TOL: f64 = 1e-4;
 const PPL_REL_TOL: f64 = 1e-5;
 
 /// Every fixture directory, with the HF class its `config.json` names.
-const FAMILIES: [(&str, &str); 8] = [
+const FAMILIES: [(&str, &str); 9] = [
     ("llama", "LlamaForCausalLM"),
     ("mistral", "MistralForCausalLM"),
     ("qwen2", "Qwen2ForCausalLM"),
     ("qwen2_head", "Qwen2ForCausalLM"),
+    ("qwen2_sliding", "Qwen2ForCausalLM"),
     ("qwen3", "Qwen3ForCausalLM"),
     ("gemma2", "Gemma2ForCausalLM"),
     ("gemma3", "Gemma3ForCausalLM"),
@@ -226,10 +227,8 @@ fn mistral_matches_transformers_within_the_window() {
     assert_matches_transformers("mistral", Some(w));
 }
 
-/// Across the window: the crate does not apply sliding-window attention yet (config.rs:
-/// "sliding-window attention is not applied"), so tokens past the window differ.
+/// Across the window: tokens past the 16th see only the 15 tokens before them.
 #[test]
-#[ignore = "enabled with sliding-window attention"]
 fn mistral_matches_transformers_across_the_window() {
     assert_matches_transformers("mistral", None);
 }
@@ -246,6 +245,50 @@ fn qwen2_tied_with_biases_matches_transformers() {
 #[test]
 fn qwen2_tied_with_biases_and_head_in_file_matches_transformers() {
     assert_matches_transformers("qwen2_head", None);
+}
+
+/// Qwen2 with `use_sliding_window: true`, `sliding_window: 8`, `max_window_layers: 1`
+/// and no `layer_types` (as configs written before transformers 5): block 0 attends to
+/// every earlier token, block 1 to the last 8. Without the window transformers' logits
+/// past token 8 differ from these by 1.2 (of a scale of 7).
+#[test]
+fn qwen2_sliding_window_from_max_window_layers_matches_transformers() {
+    let model = load(&fixture("qwen2_sliding").join("model")).unwrap();
+    let windows: Vec<Option<usize>> = (0..2).map(|l| model.config().attention_window(l)).collect();
+    assert_eq!(windows, [None, Some(8)]);
+    assert_matches_transformers("qwen2_sliding", None);
+}
+
+/// The writer keeps the source's sliding-window keys as they are (no `layer_types` is
+/// added), and the written model has the same windows.
+#[test]
+fn writer_keeps_the_sliding_window_config() {
+    let keys = [
+        "use_sliding_window",
+        "sliding_window",
+        "max_window_layers",
+        "layer_types",
+    ];
+    for family in ["mistral", "qwen2", "qwen2_sliding"] {
+        let src = fixture(family).join("model");
+        let model = load(&src).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        save_hf_dir(&model, &out, SaveDtype::F32, false).unwrap();
+        let read = |p: PathBuf| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(p.join("config.json")).unwrap()).unwrap()
+        };
+        let (a, b) = (read(src), read(out.clone()));
+        for k in keys {
+            assert_eq!(a.get(k), b.get(k), "{family}: key {k}");
+        }
+        let back = load(&out).unwrap();
+        assert_eq!(
+            back.config().sliding_window,
+            model.config().sliding_window,
+            "{family}"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,9 @@
 
 #![warn(missing_docs)]
 
-use sparseswaps_core::{check_finite, mask_from_scores, CoreError, Mask, Pattern, Result};
+use sparseswaps_core::{
+    check_finite, check_gram_diagonal, mask_from_scores, CoreError, Mask, Pattern, Result,
+};
 
 /// Name under which this warm start is known.
 pub const NAME: &str = "wanda";
@@ -21,7 +23,8 @@ pub fn scores(weights: &[f32], d_in: usize, gram_diag: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Wanda mask of `weights` (`d_out x d_in`, row-major) under `pattern`.
+/// Wanda mask of `weights` (`d_out x d_in`, row-major) under `pattern`. A negative
+/// `gram_diag` entry is [`CoreError::NotGram`].
 pub fn wanda_mask(
     weights: &[f32],
     d_out: usize,
@@ -37,6 +40,7 @@ pub fn wanda_mask(
     }
     check_finite("weights", weights)?;
     check_finite("Gram diagonal", gram_diag)?;
+    check_gram_diagonal(gram_diag)?;
     mask_from_scores(&scores(weights, d_in, gram_diag), d_out, d_in, pattern)
 }
 
@@ -52,5 +56,17 @@ mod tests {
         // scores 10, 20, 3, 4
         assert_eq!(m.as_slice(), &[1, 1, 0, 0]);
         assert!(wanda_mask(&w, 1, 4, &[1.0; 3], &p).is_err());
+    }
+
+    #[test]
+    fn a_negative_diagonal_is_not_a_gram() {
+        let p = Pattern::unstructured(0.5).unwrap();
+        let e = wanda_mask(&[1.0; 4], 1, 4, &[1.0, 1.0, -2.5, 1.0], &p).unwrap_err();
+        assert!(matches!(e, CoreError::NotGram { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "not a Gram matrix: negative diagonal entry G[2,2] = -2.5 \
+             (a Gram matrix is positive semi-definite)"
+        );
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfig, bool)> {
     let path = m.path;
     let (a, architecture, permuted) = architecture(m)?;
+    refuse_sliding_window(m, a)?;
     let hidden_size = m.usize(&format!("{a}.embedding_length"))?;
     let num_attention_heads = m.usize(&format!("{a}.attention.head_count"))?;
     let num_key_value_heads = match m.get(&format!("{a}.attention.head_count_kv")) {
@@ -74,6 +75,7 @@ pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfi
             .opt_u32("tokenizer.ggml.eos_token_id")?
             .into_iter()
             .collect(),
+        sliding_window: None,
     };
     config.validate(path)?;
     check_block_count(path, ct, a, &config)?;
@@ -97,6 +99,24 @@ fn architecture<'a>(m: &Meta<'a>) -> Result<(&'a str, Architecture, bool)> {
         }
     };
     Ok((arch_name, architecture, permuted))
+}
+
+/// `{a}.attention.sliding_window`: llama.cpp's `qwen2` and `llama` graphs do not read
+/// it, while the transformers model the file came from may window some blocks (which,
+/// the file does not say the way transformers does): no single exact forward, so a
+/// window is refused (0, llama.cpp's "no window", is accepted).
+fn refuse_sliding_window(m: &Meta<'_>, a: &str) -> Result<()> {
+    let key = format!("{a}.attention.sliding_window");
+    match m.opt_f64(&key)? {
+        Some(w) if w != 0.0 => Err(ModelError::Unsupported {
+            path: m.path.into(),
+            what: format!(
+                "sliding-window attention in GGUF ({key} = {w}); load the model's Hugging Face \
+                 directory instead, whose config.json says which blocks use the window"
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `{a}.rope.scaling.*`: none or linear.

@@ -11,7 +11,8 @@ use candle_core::{Device, Tensor};
 
 impl Model {
     /// Runs decoder block `layer` on `hidden` `[batch, seq, hidden]` (positions
-    /// `0..seq` in every sequence, causal attention): the block's output, same shape.
+    /// `0..seq` in every sequence, causal attention, limited to the block's sliding
+    /// window if it has one): the block's output, same shape.
     pub fn block_forward(&self, layer: usize, hidden: &Tensor) -> Result<Tensor> {
         self.block_impl(layer, hidden, false).map(|(h, _)| h)
     }
@@ -67,10 +68,13 @@ impl Model {
             let k = repeat_kv(k, nh / nkv)?;
             let v = repeat_kv(v, nh / nkv)?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+            let window = cfg.attention_window(layer).unwrap_or(usize::MAX);
             let scores = if s > 1 {
                 let mask: Vec<f32> = (0..s * s)
                     .map(|i| {
-                        if i % s > i / s {
+                        // Query i / s sees key i % s: causal, and within the window.
+                        let (q, k) = (i / s, i % s);
+                        if k > q || q - k >= window {
                             f32::NEG_INFINITY
                         } else {
                             0.0
