@@ -9,55 +9,13 @@
 use sparseswaps_core::{refine, LayerProblem, Mask, Pattern, RefineOptions, StopReason};
 use sparseswaps_reconstruct::refit_swaps::{best_pair, RefitRowState};
 use sparseswaps_reconstruct::{reconstruct, refit_swaps, ReconstructOptions, RefitSwapOptions};
+use sparseswaps_testkit::dense::{correlated_problem, gauss, residual};
+use sparseswaps_testkit::problems::Rng;
 
-/// SplitMix64 (normals by Box–Muller), so every case is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5EED_0F12_EF17u64)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-/// Weights and `G = X Xᵀ` of `tokens` samples with uneven channel scales and a shared
-/// factor (correlated channels); `tokens < d` gives a singular `G`.
+/// Weights and `G = X Xᵀ` with correlated channels (shared factor 0.6); `tokens < d`
+/// gives a singular `G`.
 fn problem(d_out: usize, d: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng::new(seed);
-    let scale: Vec<f64> = (0..d).map(|_| (0.7 * rng.normal()).exp()).collect();
-    let load: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
-    let mut g = vec![0.0f64; d * d];
-    let mut x = vec![0.0f64; d];
-    for _ in 0..tokens {
-        let f = rng.normal();
-        for j in 0..d {
-            x[j] = scale[j] * (rng.normal() + 0.6 * f * load[j]);
-        }
-        for i in 0..d {
-            for j in 0..d {
-                g[i * d + j] += x[i] * x[j];
-            }
-        }
-    }
-    let w = (0..d_out * d).map(|_| rng.normal() as f32).collect();
-    (w, g.into_iter().map(|v| v as f32).collect())
+    correlated_problem(d_out, d, tokens, 0.6, seed)
 }
 
 /// A random mask keeping `k` per row, or `n` in every group of `m`.
@@ -86,31 +44,6 @@ fn random_mask(
     Mask::new(rows, d, data).unwrap()
 }
 
-/// Solves `A x = b` by Gaussian elimination with partial pivoting (dense f64).
-fn gauss(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
-    let n = b.len();
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
-            .unwrap();
-        a.swap(c, p);
-        b.swap(c, p);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
-            }
-            b[r] -= f * b[c];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for r in (0..n).rev() {
-        let s: f64 = (r + 1..n).map(|k| a[r][k] * x[k]).sum();
-        x[r] = (b[r] - s) / a[r][r];
-    }
-    x
-}
-
 /// `E*(K) = wᵀGw − b_Kᵀ (G[K,K] + λI)⁻¹ b_K` by an independent dense solve.
 fn refit_error(w: &[f32], mask_row: &[u8], g: &[f32], lambda: f64) -> f64 {
     let d = w.len();
@@ -131,23 +64,6 @@ fn refit_error(w: &[f32], mask_row: &[u8], g: &[f32], lambda: f64) -> f64 {
     let bk: Vec<f64> = kept.iter().map(|&i| b[i]).collect();
     let x = gauss(a, bk.clone());
     energy - bk.iter().zip(&x).map(|(p, q)| p * q).sum::<f64>()
-}
-
-/// `(w − v)ᵀ G (w − v)` in f64.
-fn residual(w: &[f32], v: &[f32], g: &[f32]) -> f64 {
-    let d = w.len();
-    let x: Vec<f64> = w
-        .iter()
-        .zip(v)
-        .map(|(&a, &b)| a as f64 - b as f64)
-        .collect();
-    (0..d)
-        .map(|i| {
-            (0..d)
-                .map(|j| x[i] * g[i * d + j] as f64 * x[j])
-                .sum::<f64>()
-        })
-        .sum()
 }
 
 fn lambda_of(mask_row: &[u8], g: &[f32], eps: f64) -> f64 {

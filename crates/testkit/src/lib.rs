@@ -21,6 +21,7 @@
 
 pub mod assets;
 pub mod c_build;
+pub mod dense;
 pub mod problems;
 pub mod ria_ref;
 pub mod skip;
