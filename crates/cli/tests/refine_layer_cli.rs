@@ -425,3 +425,77 @@ fn budget_and_reconstruction() {
         "max_row_imbalance -1",
     );
 }
+
+/// `--objective refit`: the summary gains the refit line, the weights file holds the
+/// re-fitted weights of the final mask (exact per-row counts), the report the refit
+/// figures, never worse than swaps + re-fit; `--damping` needs a re-fit.
+#[test]
+fn objective_refit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, g) = layer(dir.path());
+    let out = dir.path().join("mask.safetensors");
+    let wout = dir.path().join("weights.safetensors");
+    let rep = dir.path().join("r.json");
+    let (ws, gs) = (w.to_str().unwrap(), g.to_str().unwrap());
+    let o = refine_layer(ws, gs)
+        .args(["--sparsity", "0.5", "--objective", "refit"])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--weights-out", wout.to_str().unwrap()])
+        .args(["--report", rep.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("refit swaps") && stdout.contains("reconstructed error"),
+        "{stdout}"
+    );
+    let mask = read_mask(&out);
+    for row in mask.data.chunks(8) {
+        assert_eq!(row.iter().filter(|&&m| m == 1).count(), 4);
+    }
+    let nw = sparseswaps_tensor_io::read_tensor_f32(
+        &sparseswaps_tensor_io::TensorSpec::parse(&format!("{}:weight", wout.display())),
+        2,
+    )
+    .unwrap();
+    assert!(nw
+        .data
+        .iter()
+        .zip(&mask.data)
+        .all(|(&x, &m)| m == 1 || x == 0.0));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    assert_eq!(json["objective"], "refit");
+    let f = &json["refit"];
+    let (before, after) = (
+        f["refit_error_before"].as_f64().unwrap(),
+        f["refit_error_after"].as_f64().unwrap(),
+    );
+    assert!(after <= before, "{after} > {before}");
+    assert_eq!(
+        json["report"]["reconstructed_error"].as_f64().unwrap(),
+        after
+    );
+    assert_eq!(
+        json["report"]["final_error"].as_f64().unwrap(),
+        f["mask_error_after"].as_f64().unwrap()
+    );
+    assert_eq!(f["rows"].as_array().unwrap().len(), 6);
+
+    let bad = dir.path().join("bad.safetensors");
+    let base = ["refine-layer", "--weight", ws, "--gram", gs];
+    let bad_args = ["--sparsity", "0.5", "--out", bad.to_str().unwrap()];
+    fails(
+        &[&base[..], &bad_args[..], &["--damping", "1e-3"][..]].concat(),
+        &bad,
+        "--damping applies with --reconstruct or --objective refit only",
+    );
+    let o = bin()
+        .args([&base[..], &bad_args[..], &["--objective", "refitted"][..]].concat())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--objective"));
+    assert!(!bad.exists());
+}

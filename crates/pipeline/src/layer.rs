@@ -1,14 +1,18 @@
 //! The one path of a layer, shared by `run`'s block loop and `refine-layer`: weights and
-//! Gram matrix in; warm start, exact 1-swap refinement on the chosen backend, and the
-//! final weights (masked, or re-fitted) out, with the figures of its report.
+//! Gram matrix in; warm start, exact 1-swap refinement on the chosen backend, under
+//! `refine.objective = "refit"` the exact swaps of the re-fitted objective from where
+//! those ended, and the final weights (masked, or re-fitted) out, with the figures of
+//! its report.
 
 use crate::error::{PipelineError, Result};
 use crate::events::{Event, Events};
-use crate::refit::{finish_layer, BudgetFigures};
+use crate::refit::{finish_layer, refit_layer, BudgetFigures};
 use crate::report::LayerReport;
 use crate::warm::WarmStart;
 use sparseswaps_core::{Backend, LayerProblem, Mask, Pattern, RefineOptions, RefineReport};
-use sparseswaps_reconstruct::{ReconstructOptions, Reconstruction};
+use sparseswaps_reconstruct::{
+    ReconstructOptions, Reconstruction, RefitSwapOptions, RefitSwapReport,
+};
 use std::time::Instant;
 
 /// One layer to prune.
@@ -31,8 +35,12 @@ pub struct LayerJob<'a> {
     pub backend: &'a dyn Backend,
     /// Swap cap, search and budget of the refinement.
     pub refine: &'a RefineOptions,
-    /// Re-fit the kept weights once the mask is final, with these options.
+    /// Re-fit the kept weights once the mask is final, with these options (ignored
+    /// when `refit` is given: that re-fits with its own).
     pub reconstruct: Option<ReconstructOptions>,
+    /// `refine.objective = "refit"`: after the ordinary swaps, exact swaps of the
+    /// re-fitted objective with these options; the layer keeps their re-fitted weights.
+    pub refit: Option<RefitSwapOptions>,
 }
 
 /// What a pruned layer became.
@@ -42,13 +50,18 @@ pub struct LayerOutcome {
     pub mask: Mask,
     /// The final weights, row-major: masked, or re-fitted with reconstruction.
     pub weights: Vec<f32>,
-    /// The refinement's report, with the reconstructed error when re-fitted.
+    /// The refinement's report, with the reconstructed error when re-fitted (under the
+    /// refit objective its final error is the final mask's: see
+    /// [`crate::refit::refit_layer`]).
     pub refine: RefineReport,
     /// The reconstruction's figures (its `weights` moved into [`Self::weights`]).
     pub reconstruction: Option<Reconstruction>,
+    /// The swaps of the re-fitted objective (its `weights` moved into
+    /// [`Self::weights`]), under `refine.objective = "refit"`.
+    pub refit: Option<RefitSwapReport>,
     /// Budget and reconstruction figures of the layer's report row.
     pub figures: BudgetFigures,
-    /// Seconds of warm start, refinement and reconstruction.
+    /// Seconds of warm start, refinement, refit swaps and reconstruction.
     pub seconds: f64,
 }
 
@@ -79,6 +92,19 @@ pub fn prune_layer(job: &LayerJob<'_>, events: Events<'_>) -> Result<LayerOutcom
             events(Event::Rows(n))
         })
         .map_err(core)?;
+    if let Some(opts) = &job.refit {
+        let (weights, figures, refit) =
+            refit_layer(label, &problem, job.pattern, &mut mask, &mut refine, opts)?;
+        return Ok(LayerOutcome {
+            mask,
+            weights,
+            refine,
+            reconstruction: None,
+            refit: Some(refit),
+            figures,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
     let (weights, figures, reconstruction) =
         finish_layer(label, &problem, &mask, &refine, job.reconstruct)?;
     if let Some(r) = &reconstruction {
@@ -89,6 +115,7 @@ pub fn prune_layer(job: &LayerJob<'_>, events: Events<'_>) -> Result<LayerOutcom
         weights,
         refine,
         reconstruction,
+        refit: None,
         figures,
         seconds: t.elapsed().as_secs_f64(),
     })

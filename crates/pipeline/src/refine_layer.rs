@@ -6,13 +6,16 @@
 //! job is that command's arguments.
 
 use crate::compute::{Compute, GramFault};
+use crate::config::Objective;
 use crate::error::{PipelineError, Result};
 use crate::events::{Event, Events};
 use crate::layer::{prune_layer, LayerJob, LayerOutcome};
 use crate::warm::{resolve_spec, PluginInfo};
 use sparseswaps_core::{Budget, Pattern, RefineOptions, RefineReport};
 use sparseswaps_gram::GramError;
-use sparseswaps_reconstruct::{ReconstructOptions, Reconstruction};
+use sparseswaps_reconstruct::{
+    ReconstructOptions, Reconstruction, RefitSwapOptions, RefitSwapReport,
+};
 use sparseswaps_tensor_io::{
     check_output_dir, read_tensor_f32, write_atomic, write_safetensors_atomic, OwnedTensor,
     TensorSpec,
@@ -59,7 +62,11 @@ pub struct RefineLayerJob {
     pub backend: String,
     /// Re-fit the kept weights once the mask is final.
     pub reconstruct: bool,
-    /// ε of the reconstruction's damping.
+    /// `mask` or `refit` (`--objective`): with `refit`, exact swaps of the re-fitted
+    /// objective after the ordinary ones, and the re-fitted weights (it implies
+    /// `reconstruct`).
+    pub objective: String,
+    /// ε of the reconstruction's damping (of the refit swaps' too).
     pub damping: f64,
     /// Where to write the new weights (tensor `weight`), if anywhere.
     pub weights_out: Option<PathBuf>,
@@ -83,6 +90,9 @@ pub struct RefineLayerOutput {
     /// The reconstruction's figures, when re-fitted (its weights are in the weights
     /// file).
     pub reconstruction: Option<Reconstruction>,
+    /// The swaps of the re-fitted objective, with `--objective refit` (their weights
+    /// are in the weights file).
+    pub refit: Option<RefitSwapReport>,
     /// Why `--backend auto` chose the CPU, when it did.
     pub backend_note: Option<String>,
 }
@@ -99,6 +109,10 @@ pub fn run(job: &RefineLayerJob, events: Events<'_>) -> Result<RefineLayerOutput
         check_output_dir(r)?;
     }
     let (pattern, budget) = pattern_and_budget(job)?;
+    let objective: Objective = job
+        .objective
+        .parse()
+        .map_err(|e| PipelineError::Input(format!("--{e}")))?;
     if let Some(p) = &job.weights_out {
         check_output_dir(p)?;
     }
@@ -162,6 +176,10 @@ pub fn run(job: &RefineLayerJob, events: Events<'_>) -> Result<RefineLayerOutput
             backend: compute.backend(),
             refine: &opts,
             reconstruct: job.reconstruct.then_some(rec_opts),
+            refit: (objective == Objective::Refit).then_some(RefitSwapOptions {
+                reconstruct: rec_opts,
+                ..RefitSwapOptions::default()
+            }),
         },
         events,
     )?;
@@ -181,6 +199,7 @@ pub fn run(job: &RefineLayerJob, events: Events<'_>) -> Result<RefineLayerOutput
         built_in: warm.fallback.is_some(),
         report: outcome.refine,
         reconstruction: outcome.reconstruction,
+        refit: outcome.refit,
         backend_note: compute.note().map(str::to_string),
     })
 }
@@ -289,7 +308,10 @@ fn write_outputs(
     if let Some(path) = &job.weights_out {
         let meta = HashMap::from([
             ("weights".to_string(), wspec.to_string()),
-            ("reconstructed".to_string(), job.reconstruct.to_string()),
+            (
+                "reconstructed".to_string(),
+                (job.reconstruct || outcome.refit.is_some()).to_string(),
+            ),
         ]);
         write_safetensors_atomic(
             path,
@@ -324,7 +346,7 @@ fn write_outputs(
         SecondMoment::Gram(_) => "gram",
         SecondMoment::Activations(_) => "activations",
     };
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "weights": wspec.to_string(),
         (source): gspec.to_string(),
         "warm_start": job.warm_start,
@@ -348,8 +370,37 @@ fn write_outputs(
             "seconds": r.seconds,
         })),
     });
+    // Only with `--objective refit`: the report of a default run keeps its keys.
+    if let Some(r) = &outcome.refit {
+        json["objective"] = "refit".into();
+        json["refit"] = refit_json(r, rec_opts);
+    }
     let text =
         serde_json::to_string_pretty(&json).map_err(|e| PipelineError::Input(e.to_string()))?;
     write_atomic(path, text.as_bytes())?;
     Ok(())
+}
+
+/// The refit swaps' figures in the JSON report (their per-row entries included; the
+/// weights are in the weights file).
+fn refit_json(r: &RefitSwapReport, rec_opts: &ReconstructOptions) -> serde_json::Value {
+    serde_json::json!({
+        "damping": rec_opts.damping,
+        "refit_error_before": r.refit_before,
+        "refit_error_after": r.refit_after,
+        "refit_relative_before": r.before_relative(),
+        "refit_relative_after": r.after_relative(),
+        "refit_reduction": r.reduction(),
+        "mask_error_before": r.mask_error_before,
+        "mask_error_after": r.mask_error_after,
+        "swaps": r.swaps,
+        "rows_optimal": r.rows_optimal,
+        "rows_capped": r.rows_capped,
+        "rows_reverted": r.rows_reverted,
+        "pairs_evaluated": r.pairs_evaluated,
+        "peak_row_bytes": r.peak_row_bytes,
+        "rows_in_flight": r.rows_in_flight,
+        "seconds": r.seconds,
+        "rows": r.rows,
+    })
 }

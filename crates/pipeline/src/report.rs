@@ -20,7 +20,8 @@ pub struct LayerReport {
     pub backend: String,
     /// Layer error of the warm-start mask.
     pub warm_error: f64,
-    /// Layer error after refinement.
+    /// Layer error of the final mask with the original weights (under
+    /// `refine.objective = "refit"`: after the refit swaps too).
     pub refined_error: f64,
     /// `||W X||²` on the calibration data.
     pub energy: f64,
@@ -94,6 +95,10 @@ pub struct RunReport {
     pub mean_reduction: f64,
     /// Median per-layer error reduction.
     pub median_reduction: f64,
+    /// Mean per-layer reduction of the re-fitted error by the swaps of the re-fitted
+    /// objective (`refit_reduction`; `refine.objective = "refit"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_refit_reduction: Option<f64>,
     /// Fraction of target weights pruned, measured.
     pub sparsity: f64,
     /// Wall-clock seconds of the whole run.

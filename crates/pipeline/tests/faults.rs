@@ -11,6 +11,15 @@ use std::path::Path;
 /// A tiny two-block Llama with a NaN in one weight of `nan_in` (when given), a
 /// calibration text, and a config pruning both blocks to 50%.
 fn setup(dir: &Path, nan_in: Option<&str>) -> (PipelineConfig, std::path::PathBuf) {
+    setup_with(dir, nan_in, "")
+}
+
+/// [`setup`] with the extra config sections `extra`.
+fn setup_with(
+    dir: &Path,
+    nan_in: Option<&str>,
+    extra: &str,
+) -> (PipelineConfig, std::path::PathBuf) {
     let mut w = tiny::weights(7, false, true);
     if let Some(name) = nan_in {
         w.get_mut(name).expect("weight name").1[3] = f32::NAN;
@@ -33,6 +42,7 @@ micro_batch = 2
 sparsity = 0.5
 [warm_start]
 name = "magnitude"
+{extra}
 [output]
 dir = "{d}/out"
 plot = false
@@ -241,4 +251,52 @@ fn stopped_tiny_run_resumes_to_the_same_bytes_and_force_starts_over() {
     );
     assert_eq!(std::fs::read(out.join("masks.safetensors")).unwrap(), masks);
     assert!(!staging.exists());
+}
+
+/// `refine.objective = "refit"`: a run stopped after block 0 and resumed gives the
+/// uninterrupted run's masks, re-fitted model and report rows (refit figures included).
+#[test]
+fn stopped_refit_run_resumes_to_the_same_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, p) = setup_with(dir.path(), None, "[refine]\nobjective = \"refit\"\n");
+    let full = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    let out = dir.path().join("out");
+    let masks = std::fs::read(out.join("masks.safetensors")).unwrap();
+    let model = std::fs::read(out.join("model/model.safetensors")).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    let stop = std::panic::catch_unwind(|| {
+        run(&cfg, &p, &RunOptions::default(), &|ev| {
+            if let sparseswaps_pipeline::Event::BlockDone { index: 0 } = ev {
+                panic!("stop after block 0");
+            }
+        })
+    });
+    assert!(stop.is_err());
+    let staging = staging_dir(&out);
+    assert_eq!(read_manifest(&staging).unwrap().unwrap().blocks_done, 1);
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let resumed = run(&cfg, &p, &resume, &|_| {}).unwrap();
+    assert_eq!(std::fs::read(out.join("masks.safetensors")).unwrap(), masks);
+    assert_eq!(
+        std::fs::read(out.join("model/model.safetensors")).unwrap(),
+        model
+    );
+    assert_eq!(resumed.mean_refit_reduction, full.mean_refit_reduction);
+    let strip = |l: &sparseswaps_pipeline::LayerReport| {
+        let mut l = l.clone();
+        l.seconds = 0.0;
+        l.budget
+            .refit
+            .as_mut()
+            .expect("refit figures")
+            .refit_seconds = 0.0;
+        l
+    };
+    assert_eq!(resumed.layers.len(), full.layers.len());
+    for (a, b) in resumed.layers.iter().zip(&full.layers) {
+        assert_eq!(strip(a), strip(b));
+    }
 }

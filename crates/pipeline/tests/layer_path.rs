@@ -2,7 +2,9 @@
 //! (no assets needed), a run that saves every layer's weights and Gram matrix, then
 //! `refine-layer` (its library call, which the command only parses arguments for) on a
 //! saved layer of each block with the same options, gives the run's mask byte for byte,
-//! the same refined error, and (with reconstruction) the run's pruned weights.
+//! the same refined error, and (with reconstruction) the run's pruned weights. With
+//! `refine.objective = "refit"` too, whose re-fitted errors are never above those of
+//! swaps + re-fit.
 
 use sparseswaps_pipeline::refine_layer::{RefineLayerJob, SecondMoment};
 use sparseswaps_pipeline::{run, PipelineConfig, RunOptions, RunReport};
@@ -76,6 +78,7 @@ fn refine_saved_layer(
         max_row_imbalance: None,
         backend: "cpu".into(),
         reconstruct: false,
+        objective: "mask".into(),
         damping: 1e-6,
         weights_out: Some(weights.clone()),
         out: mask.clone(),
@@ -193,5 +196,108 @@ fn refine_layer_gives_the_runs_masks_bit_for_bit() {
         j.pattern = Some("2:4".into());
         j.search = Some("exhaustive".into());
         j.max_swaps = Some(3);
+    });
+}
+
+/// Every row of every layer of the run in `out` keeps half its weights (50% and 2:4
+/// alike), and each group of `m` (when given) keeps `per` of them.
+fn exact_counts(out: &Path, report: &RunReport, group: Option<(usize, usize)>) {
+    for l in &report.layers {
+        let spec = format!("{}:{}", out.join("masks.safetensors").display(), l.name);
+        let mask = read_tensor_u8(&TensorSpec::parse(&spec), 2).unwrap();
+        let d_in = mask.shape[1];
+        for (r, row) in mask.data.chunks(d_in).enumerate() {
+            let n = row.iter().filter(|&&m| m == 1).count();
+            assert_eq!(n, d_in / 2, "{} row {r}: {n} kept", l.name);
+            if let Some((m, per)) = group {
+                for (g, grp) in row.chunks(m).enumerate() {
+                    let c = grp.iter().filter(|&&x| x == 1).count();
+                    assert_eq!(c, per, "{} row {r} group {g}", l.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn refit_objective_is_never_worse_than_swaps_and_refit_and_refine_layer_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, recon) = tiny_run(
+        dir.path(),
+        "recon",
+        "[pattern]\nsparsity = 0.5\n[refine]\nreconstruct = true\n",
+    );
+    // `reconstruct = false` is ignored: refit implies the re-fit.
+    let (out, refit) = tiny_run(
+        dir.path(),
+        "refit",
+        "[pattern]\nsparsity = 0.5\n[refine]\nobjective = \"refit\"\nreconstruct = false\n",
+    );
+    assert_eq!(refit.config.refine.objective, "refit");
+    assert!(recon.mean_refit_reduction.is_none());
+    let mean_refit = refit.mean_refit_reduction.expect("mean refit reduction");
+    let mut swaps = 0;
+    for (a, b) in refit.layers.iter().zip(&recon.layers) {
+        assert_eq!(a.name, b.name);
+        let f = a.budget.refit.as_ref().expect("refit figures");
+        swaps += f.refit_swaps;
+        let after = a.budget.reconstructed_error.unwrap();
+        assert_eq!(after.to_bits(), f.refit_error_after.to_bits(), "{}", a.name);
+        assert!(
+            f.refit_error_after <= f.refit_error_before,
+            "{}: {f:?}",
+            a.name
+        );
+        assert_eq!(f.refit_rows_optimal + f.refit_rows_capped, a.shape[0]);
+        assert!(f.refit_peak_row_bytes > 0 && f.refit_rows_in_flight > 0);
+        // The refined error is the final mask's with the original weights.
+        assert!(a.refined_error >= 0.0 && a.refined_relative == a.refined_error / a.energy);
+        if a.block == 0 {
+            // Same inputs in both runs: the refit swaps start at swaps + re-fit.
+            let b_err = b.budget.reconstructed_error.unwrap();
+            assert_eq!(
+                f.refit_error_before.to_bits(),
+                b_err.to_bits(),
+                "{}",
+                a.name
+            );
+            assert_eq!(
+                f.refit_mask_error_before.to_bits(),
+                b.refined_error.to_bits()
+            );
+        }
+    }
+    assert!(swaps > 0, "the refit swaps took no swap on the tiny model");
+    assert!(mean_refit > 0.0, "{mean_refit}");
+    let mean = |r: &RunReport| {
+        r.layers
+            .iter()
+            .map(|l| l.budget.reconstructed_relative.unwrap())
+            .sum::<f64>()
+            / r.layers.len() as f64
+    };
+    assert!(
+        mean(&refit) <= mean(&recon),
+        "{} > {}",
+        mean(&refit),
+        mean(&recon)
+    );
+    exact_counts(&out, &refit, None);
+    // refine-layer --objective refit on the saved layers: the run's masks, re-fitted
+    // weights and refined errors, bit for bit.
+    same_layers(&out, &refit, &|j| j.objective = "refit".into());
+
+    // 2:4: swaps only inside groups.
+    let (out, nm) = tiny_run(
+        dir.path(),
+        "refit-nm",
+        "[pattern]\nn_m = \"2:4\"\n[refine]\nobjective = \"refit\"\nmax_swaps = 3\n",
+    );
+    exact_counts(&out, &nm, Some((4, 2)));
+    same_layers(&out, &nm, &|j| {
+        j.sparsity = None;
+        j.pattern = Some("2:4".into());
+        j.max_swaps = Some(3);
+        j.objective = "refit".into();
     });
 }

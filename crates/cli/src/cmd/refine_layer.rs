@@ -68,16 +68,18 @@ pub struct Args {
     /// least-squares solve on its kept set (the mask file is unchanged).
     #[arg(long)]
     reconstruct: bool,
-    /// ε of the reconstruction's damping λ = ε · mean(diag G[K,K]).
-    #[arg(
-        long,
-        default_value = "1e-6",
-        value_name = "EPS",
-        requires = "reconstruct"
-    )]
-    damping: f64,
+    /// What the swaps minimise: `mask` (the error of the mask with the original
+    /// weights, the paper) or `refit` (then exact swaps of the error after the re-fit of
+    /// the kept weights, from where those ended; writes the re-fitted weights: implies
+    /// --reconstruct).
+    #[arg(long, default_value = "mask", value_parser = ["mask", "refit"])]
+    objective: String,
+    /// ε of the reconstruction's damping λ = ε · mean(diag G[K,K]) (default 1e-6), with
+    /// --reconstruct or --objective refit.
+    #[arg(long, value_name = "EPS")]
+    damping: Option<f64>,
     /// Also write the layer's new weights (safetensors, tensor `weight`, f32
-    /// `[d_out, d_in]`): pruned, and re-fitted with --reconstruct.
+    /// `[d_out, d_in]`): pruned, and re-fitted with --reconstruct or --objective refit.
     #[arg(long, value_name = "WEIGHTS.safetensors")]
     weights_out: Option<PathBuf>,
     /// Output mask file (safetensors, tensor `mask`, u8 `[d_out, d_in]`, 1 = kept).
@@ -105,6 +107,9 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(a)) => SecondMoment::Activations(a),
         _ => anyhow::bail!("give exactly one of --gram and --activations"),
     };
+    if args.damping.is_some() && !args.reconstruct && args.objective != "refit" {
+        anyhow::bail!("--damping applies with --reconstruct or --objective refit only");
+    }
     let job = RefineLayerJob {
         weight: args.weight,
         second_moment,
@@ -119,7 +124,9 @@ pub fn run(args: Args) -> Result<()> {
         max_row_imbalance: args.max_row_imbalance,
         backend: args.backend,
         reconstruct: args.reconstruct,
-        damping: args.damping,
+        objective: args.objective,
+        // The re-fit's own default ε (`ReconstructOptions::default().damping`).
+        damping: args.damping.unwrap_or(1e-6),
         weights_out: args.weights_out,
         out: args.out,
         report: args.report,
@@ -148,6 +155,20 @@ pub fn run(args: Args) -> Result<()> {
         println!(
             "reconstruction     {} of {} rows re-fitted ({} kept their weights, {} needed more damping), {:.3} s",
             r.rows_refit, out.report.d_out, r.rows_unchanged, r.rows_redamped, r.seconds
+        );
+    }
+    if let Some(r) = &out.refit {
+        println!(
+            "refit swaps        {} ({} rows optimal, {} capped, {} reverted): re-fitted error {:.6e} -> {:.6e} ({:.2}% lower), {:.1} KiB per row, {:.3} s",
+            r.swaps,
+            r.rows_optimal,
+            r.rows_capped,
+            r.rows_reverted,
+            r.refit_before,
+            r.refit_after,
+            100.0 * r.reduction(),
+            r.peak_row_bytes as f64 / 1024.0,
+            r.seconds
         );
     }
     // On stdout with the result: stderr stays for the one error line of a failure.

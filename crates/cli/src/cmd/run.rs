@@ -218,6 +218,12 @@ fn print_summary(r: &RunReport, cfg: &PipelineConfig) {
         100.0 * r.mean_reduction,
         100.0 * r.median_reduction
     );
+    if let Some(m) = r.mean_refit_reduction {
+        println!(
+            "objective refit: re-fitted error lowered a further {:.1}% per layer (mean) by the refit swaps",
+            100.0 * m
+        );
+    }
     if let Some(d) = &r.dense_ppl {
         println!("dense perplexity  {:.3} ({} tokens)", d.ppl, d.tokens);
     }

@@ -123,3 +123,28 @@ fn globs_and_paths() {
         PathBuf::from("a/b/c")
     );
 }
+
+#[test]
+fn objective_key() {
+    let p = Path::new("p.toml");
+    let c = PipelineConfig::from_toml(p, MIN).unwrap();
+    assert_eq!(c.objective(p).unwrap(), Objective::Mask);
+    // The default stays out of the canonical form (reports and checkpoints unchanged).
+    let json = serde_json::to_value(&c).unwrap();
+    assert!(json["refine"].get("objective").is_none(), "{json}");
+    let c = PipelineConfig::from_toml(
+        p,
+        &format!("{MIN}\n[refine]\nobjective = \"refit\"\nreconstruct = false\n"),
+    )
+    .unwrap();
+    assert_eq!(c.objective(p).unwrap(), Objective::Refit);
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["refine"]["objective"], "refit");
+    let e = PipelineConfig::from_toml(p, &format!("{MIN}\n[refine]\nobjective = \"refitted\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "p.toml: refine.objective = 'refitted': expected mask or refit"
+    );
+}

@@ -13,7 +13,7 @@ use crate::staging::{self, BlockTargets, Manifest, Staging};
 use crate::warm::WarmStart;
 use sparseswaps_core::{Pattern, RefineOptions};
 use sparseswaps_model::{CapturePoint, LinearKind, Model, Tensor};
-use sparseswaps_reconstruct::ReconstructOptions;
+use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +40,8 @@ pub struct Plan<'a> {
     pub refine: &'a RefineOptions,
     /// Re-fit the kept weights (`refine.reconstruct`).
     pub reconstruct: Option<ReconstructOptions>,
+    /// Swaps of the re-fitted objective (`refine.objective = "refit"`).
+    pub refit: Option<RefitSwapOptions>,
     /// Save every target's dense weights and Gram under `layers/`.
     pub save_grams: bool,
 }
@@ -246,6 +248,7 @@ fn prune_target(
             backend: plan.compute.backend(),
             refine: plan.refine,
             reconstruct: plan.reconstruct,
+            refit: plan.refit,
         },
         events,
     )?;

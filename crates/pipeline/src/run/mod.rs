@@ -15,7 +15,7 @@ pub use crate::events::{Event, Events};
 pub use calibration::{draw_windows, sha256_path};
 
 use crate::compute::{search_name, Compute};
-use crate::config::{expand_path, PipelineConfig};
+use crate::config::{expand_path, Objective, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::report::RunReport;
 use crate::staging::{self, Manifest, Staging, Start};
@@ -23,7 +23,7 @@ use crate::warm::WarmStart;
 use calibration::{Inputs, Texts};
 use sparseswaps_core::{Pattern, RefineOptions};
 use sparseswaps_model::{Model, SaveDtype};
-use sparseswaps_reconstruct::ReconstructOptions;
+use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use targets::Targets;
@@ -246,6 +246,7 @@ fn prune_and_write(
         compute,
         refine: ropts,
         reconstruct: cfg.refine.reconstruct.then(ReconstructOptions::default),
+        refit: (cfg.objective(config_path)? == Objective::Refit).then(RefitSwapOptions::default),
         save_grams: cfg.output.save_grams,
     };
     blocks::prune_blocks(

@@ -42,6 +42,11 @@ pub fn report(f: &Finished<'_>) -> RunReport {
     let layers = f.manifest.layers.clone();
     let reductions: Vec<f64> = layers.iter().map(|r| r.reduction).collect();
     let (mean_reduction, median_reduction) = mean_median(&reductions);
+    let refit: Vec<f64> = layers
+        .iter()
+        .filter_map(|r| r.budget.refit.as_ref().map(|f| f.refit_reduction))
+        .collect();
+    let mean_refit_reduction = (!refit.is_empty()).then(|| mean_median(&refit).0);
     let (pruned, total) = layers.iter().fold((0.0, 0.0), |(p, t), r| {
         let n = (r.shape[0] * r.shape[1]) as f64;
         (p + r.sparsity * n, t + n)
@@ -57,6 +62,7 @@ pub fn report(f: &Finished<'_>) -> RunReport {
         pruned_ppl: f.pruned_ppl,
         mean_reduction,
         median_reduction,
+        mean_refit_reduction,
         sparsity: if total > 0.0 { pruned / total } else { 0.0 },
         total_seconds: 0.0,
         peak_memory_bytes: None,
