@@ -2,6 +2,9 @@
 //! crates under test: a correlated-channel problem, Gaussian elimination and the
 //! quadratic form of a weight difference.
 
+// Index loops keep the elimination and the quadratic form in textbook form.
+#![allow(clippy::needless_range_loop)]
+
 use crate::problems::Rng;
 
 /// Weights `[d_out, d]` and `G = X Xᵀ` of `tokens` samples with uneven channel scales
