@@ -48,11 +48,18 @@ fn compare_prints_the_committed_tables() {
         "--out",
         file.to_str().unwrap(),
     ]);
+    let plot = tmp.path().join("ppl.svg");
+    with.extend(["--plot", plot.to_str().unwrap()]);
     let (ok, out, err) = compare(&with);
     assert!(ok, "{err}");
     assert!(out.is_empty(), "--out writes nothing to stdout: {out}");
     let want = std::fs::read_to_string(fixtures().join("compare-by-kind.csv")).unwrap();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), want);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("wanda-50"),
+        "{svg:.80}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod compare;
+pub mod compare_plot;
 pub mod compute;
 pub mod config;
 pub mod error;

@@ -3,6 +3,7 @@
 //! The expected renderings are committed beside them; `UPDATE_SNAPSHOTS=1` rewrites them.
 
 use sparseswaps_pipeline::compare::{compare_dirs, load_report, render, Format};
+use sparseswaps_pipeline::compare_plot::ppl_plot_svg;
 use sparseswaps_pipeline::summary::{render_summary, summarize};
 use std::path::{Path, PathBuf};
 
@@ -124,4 +125,22 @@ fn bad_reports_name_the_file() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn perplexity_plot_names_runs_and_methods() {
+    let rows = compare_dirs(&dirs(), false).unwrap();
+    let svg = ppl_plot_svg(&rows).expect("two runs have a perplexity");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+    for needle in [
+        "wanda-50-refit",
+        "dense",
+        "objective refit",
+        "Perplexity against sparsity",
+    ] {
+        assert!(svg.contains(needle), "{needle} missing from the plot");
+    }
+    // The warm-start-only run has no perplexity: no point, no legend entry.
+    assert!(!svg.contains("magnitude-24"));
+    assert!(ppl_plot_svg(&rows[2..]).is_none());
 }
