@@ -27,6 +27,8 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Perplexity of a model (GGUF file or HF directory) on a text file.
     Eval(cmd::eval::Args),
+    /// Runs side by side: one row per run directory (Markdown, CSV or JSON).
+    Compare(cmd::compare::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Plugins(args) => cmd::plugins::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,8 @@
 //! the pruned block's outputs to the next block, evaluate perplexity before and after,
 //! and write the pruned model, the masks, a report and a plot. One layer alone goes the
 //! same way ([`layer`]) through [`refine_layer`], the library side of `sparseswaps
-//! refine-layer`; [`tools`] holds what the other subcommands need, so that the
+//! refine-layer`; [`summary`] and [`compare`] turn reports into tables (the run's
+//! closing summary, `sparseswaps compare`); [`tools`] holds what the other subcommands need, so that the
 //! command-line tool depends on this crate only.
 //!
 //! Nothing here prints: progress goes through [`Event`]s to the caller.
@@ -13,6 +14,8 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod compare;
+pub mod compare_plot;
 pub mod compute;
 pub mod config;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod refit;
 pub mod report;
 pub mod run;
 pub mod staging;
+pub mod summary;
 pub mod tools;
 pub mod warm;
 

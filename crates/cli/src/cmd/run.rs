@@ -115,8 +115,13 @@ impl Bars {
                 if let Some(b) = self.rows.take() {
                     b.finish_and_clear();
                 }
+                // The re-fitted error, when there is one, is the written model's.
+                let refit = r
+                    .budget
+                    .reconstructed_relative
+                    .map_or(String::new(), |v| format!(" -> re-fit {v:.4}"));
                 self.say(format!(
-                    "  {:40} rel. error {:.4} -> {:.4} ({:5.1}% lower), {} swaps, {:.1} s",
+                    "  {:40} rel. error {:.4} -> {:.4}{refit} ({:5.1}% lower), {} swaps, {:.1} s",
                     r.name,
                     r.warm_relative,
                     r.refined_relative,
@@ -196,46 +201,9 @@ pub fn run(args: Args) -> Result<()> {
 
 fn print_summary(r: &RunReport, cfg: &PipelineConfig) {
     println!();
-    println!(
-        "{:<44} {:>10} {:>10} {:>8} {:>7}",
-        "layer", "warm rel.", "refined", "lower", "swaps"
-    );
-    for l in &r.layers {
-        println!(
-            "{:<44} {:>10.5} {:>10.5} {:>7.1}% {:>7}",
-            l.name,
-            l.warm_relative,
-            l.refined_relative,
-            100.0 * l.reduction,
-            l.swaps
-        );
-    }
-    println!();
-    println!(
-        "{} layers, sparsity {:.2}%, error reduction over the warm start: mean {:.1}%, median {:.1}%",
-        r.layers.len(),
-        100.0 * r.sparsity,
-        100.0 * r.mean_reduction,
-        100.0 * r.median_reduction
-    );
-    if let Some(m) = r.mean_refit_reduction {
-        println!(
-            "objective refit: re-fitted error lowered a further {:.1}% per layer (mean) by the refit swaps",
-            100.0 * m
-        );
-    }
-    if let Some(d) = &r.dense_ppl {
-        println!("dense perplexity  {:.3} ({} tokens)", d.ppl, d.tokens);
-    }
-    if let Some(p) = &r.pruned_ppl {
-        println!("pruned perplexity {:.3} ({} tokens)", p.ppl, p.tokens);
-    }
-    let mem = r.peak_memory_bytes.map_or("unknown".to_string(), |b| {
-        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-    });
-    println!(
-        "total {:.1} s, peak memory {mem}, backend {}",
-        r.total_seconds, r.backend
+    print!(
+        "{}",
+        sparseswaps_pipeline::summary::render_summary(&sparseswaps_pipeline::summary::summarize(r))
     );
     println!(
         "outputs in {}",
