@@ -3,6 +3,7 @@
 //! flags, and a clear error for an unknown name.
 
 use sparseswaps_tensor_io::{read_tensor_u8, write_safetensors_atomic, OwnedTensor, TensorSpec};
+use sparseswaps_testkit::layer_files::{gram_of_rows, write_layer_files};
 use sparseswaps_testkit::{c_build, ria_ref};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -101,28 +102,8 @@ fn layer(dir: &Path, d_out: usize, d_in: usize) -> (PathBuf, PathBuf, Vec<f32>, 
             }
         })
         .collect();
-    let mut g = vec![0.0f32; d_in * d_in];
-    for t in 0..tokens {
-        let r = &x[t * d_in..(t + 1) * d_in];
-        for i in 0..d_in {
-            for j in 0..d_in {
-                g[i * d_in + j] += r[i] * r[j];
-            }
-        }
-    }
-    let (wp, gp) = (dir.join("w.safetensors"), dir.join("g.safetensors"));
-    write_safetensors_atomic(
-        &wp,
-        &[("weight".into(), OwnedTensor::f32(vec![d_out, d_in], &w))],
-        None,
-    )
-    .unwrap();
-    write_safetensors_atomic(
-        &gp,
-        &[("gram".into(), OwnedTensor::f32(vec![d_in, d_in], &g))],
-        None,
-    )
-    .unwrap();
+    let g = gram_of_rows(&x, d_in);
+    let (wp, gp) = write_layer_files(dir, &w, d_out, d_in, &g);
     (wp, gp, w, g)
 }
 

@@ -3,7 +3,8 @@
 //! `--backend cuda` fails cleanly where CUDA cannot run; options for a warm start that
 //! falls back to its built-in code are an error, not dropped.
 
-use sparseswaps_tensor_io::{read_tensor_u8, write_safetensors_atomic, OwnedTensor, TensorSpec};
+use sparseswaps_tensor_io::{read_tensor_u8, TensorSpec};
+use sparseswaps_testkit::layer_files::{gram_of_rows, write_layer_files};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,28 +20,8 @@ fn layer(dir: &Path) -> (PathBuf, PathBuf) {
     };
     let w: Vec<f32> = (0..d_out * d_in).map(|_| next()).collect();
     let x: Vec<f32> = (0..tokens * d_in).map(|_| next()).collect();
-    let mut g = vec![0f32; d_in * d_in];
-    for t in x.chunks(d_in) {
-        for i in 0..d_in {
-            for j in 0..d_in {
-                g[i * d_in + j] += t[i] * t[j];
-            }
-        }
-    }
-    let (wp, gp) = (dir.join("w.safetensors"), dir.join("g.safetensors"));
-    write_safetensors_atomic(
-        &wp,
-        &[("weight".into(), OwnedTensor::f32(vec![d_out, d_in], &w))],
-        None,
-    )
-    .unwrap();
-    write_safetensors_atomic(
-        &gp,
-        &[("gram".into(), OwnedTensor::f32(vec![d_in, d_in], &g))],
-        None,
-    )
-    .unwrap();
-    (wp, gp)
+    let g = gram_of_rows(&x, d_in);
+    write_layer_files(dir, &w, d_out, d_in, &g)
 }
 
 fn refine_layer(exe: &Path, dir: &Path, out: &Path, extra: &[&str]) -> Output {

@@ -2,6 +2,7 @@
 //! giving one clear line, a non-zero exit and no output file.
 
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
+use sparseswaps_testkit::layer_files::{gram_of_rows, write_layer_files};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,32 +32,11 @@ fn layer(dir: &Path) -> (PathBuf, PathBuf) {
     let x: Vec<f32> = (0..d_in * t)
         .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 25.0 * if i % d_in == 3 { 30.0 } else { 1.0 })
         .collect();
-    let mut g = vec![0f32; d_in * d_in];
-    for s in 0..t {
-        for i in 0..d_in {
-            for j in 0..d_in {
-                g[i * d_in + j] += x[s * d_in + i] * x[s * d_in + j];
-            }
-        }
-    }
+    let g = gram_of_rows(&x, d_in);
     let w: Vec<f32> = (0..d_out * d_in)
         .map(|i| ((i * 104729 % 211) as f32 - 105.0) / 50.0)
         .collect();
-    let wp = dir.join("w.safetensors");
-    let gp = dir.join("g.safetensors");
-    write_safetensors_atomic(
-        &wp,
-        &[("weight".into(), OwnedTensor::f32(vec![d_out, d_in], &w))],
-        None,
-    )
-    .unwrap();
-    write_safetensors_atomic(
-        &gp,
-        &[("gram".into(), OwnedTensor::f32(vec![d_in, d_in], &g))],
-        None,
-    )
-    .unwrap();
-    (wp, gp)
+    write_layer_files(dir, &w, d_out, d_in, &g)
 }
 
 fn write(dir: &Path, name: &str, tensors: Vec<(&str, OwnedTensor)>) -> String {

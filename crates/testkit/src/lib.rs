@@ -22,6 +22,7 @@
 pub mod assets;
 pub mod c_build;
 pub mod dense;
+pub mod layer_files;
 pub mod problems;
 pub mod ria_ref;
 pub mod skip;
