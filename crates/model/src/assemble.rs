@@ -8,33 +8,57 @@ use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Tensors by HF name, with the file each came from.
+/// Where assembly takes its tensors from, by Hugging Face name, as f32.
+///
+/// The seam between reading and building: an eager loader hands a [`TensorMap`] of every
+/// tensor; a streaming one can read a block's tensors only when [`assemble_block`] asks
+/// for them.
+pub(crate) trait TensorSource {
+    /// The file or directory the tensors come from, for error messages.
+    fn root(&self) -> &Path;
+    /// Whether a tensor of this name exists.
+    fn has(&self, name: &str) -> bool;
+    /// The tensor of this name (f32), `None` when there is none. A source may hand each
+    /// tensor out once.
+    fn fetch(&mut self, name: &str) -> Result<Option<Tensor>>;
+
+    /// Takes a tensor and checks its shape.
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.fetch(name)?.ok_or_else(|| ModelError::MissingTensor {
+            path: self.root().into(),
+            name: name.into(),
+        })?;
+        check_shape(self.root(), name, &t, shape)?;
+        Ok(t)
+    }
+
+    /// Takes an optional tensor (a bias) and checks its shape.
+    fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        if self.has(name) {
+            self.take(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Tensors by HF name, all in memory, with the file or directory they came from.
 pub(crate) struct TensorMap {
     pub(crate) root: PathBuf,
     pub(crate) tensors: HashMap<String, Tensor>,
 }
 
-impl TensorMap {
-    /// Takes a tensor out and checks its shape.
-    pub(crate) fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: self.root.clone(),
-                name: name.into(),
-            })?;
-        check_shape(&self.root, name, &t, shape)?;
-        Ok(t)
+impl TensorSource for TensorMap {
+    fn root(&self) -> &Path {
+        &self.root
     }
 
-    /// Takes an optional tensor out (a bias) and checks its shape.
-    pub(crate) fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
-        if self.tensors.contains_key(name) {
-            self.take(name, shape).map(Some)
-        } else {
-            Ok(None)
-        }
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn fetch(&mut self, name: &str) -> Result<Option<Tensor>> {
+        Ok(self.tensors.remove(name))
     }
 }
 
@@ -70,10 +94,20 @@ pub(crate) fn assemble(
     cfg: &LlamaConfig,
     mut map: TensorMap,
 ) -> Result<(Tensor, Vec<BlockWeights>, Tensor, Option<Tensor>)> {
+    let (embed, norm, lm_head) = assemble_head(cfg, &mut map)?;
+    let blocks = (0..cfg.num_hidden_layers)
+        .map(|l| assemble_block(cfg, l, &mut map))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((embed, blocks, norm, lm_head))
+}
+
+/// The two ends of the decoder: the embedding, the final norm and the `lm_head` (`None`
+/// when tied to the embedding).
+pub(crate) fn assemble_head(
+    cfg: &LlamaConfig,
+    map: &mut dyn TensorSource,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let h = cfg.hidden_size;
-    let q_out = cfg.num_attention_heads * cfg.head_dim;
-    let kv_out = cfg.num_key_value_heads * cfg.head_dim;
-    let i = cfg.intermediate_size;
     let vh = [cfg.vocab_size, h];
     let norm = map.take("model.norm.weight", &[h])?;
     // As transformers' `tie_weights` at load: `tie_word_embeddings` ties only what the
@@ -95,45 +129,54 @@ pub(crate) fn assemble(
                 "lm_head.weight"
             };
             return Err(ModelError::MissingTensor {
-                path: map.root.clone(),
+                path: map.root().into(),
                 name: name.into(),
             });
         }
     };
-    let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
-    for l in 0..cfg.num_hidden_layers {
-        let shape = |k: LinearKind| -> [usize; 2] {
-            match k {
-                LinearKind::Q => [q_out, h],
-                LinearKind::K | LinearKind::V => [kv_out, h],
-                LinearKind::O => [h, q_out],
-                LinearKind::Gate | LinearKind::Up => [i, h],
-                LinearKind::Down => [h, i],
-            }
-        };
-        let mut linear = Vec::with_capacity(7);
-        let mut bias = Vec::with_capacity(7);
-        for k in LinearKind::ALL {
-            let s = shape(k);
-            linear.push(map.take(&k.weight_name(l), &s)?);
-            let bname = format!("model.layers.{l}.{}.bias", k.module());
-            bias.push(map.take_opt(&bname, &s[..1])?);
+    Ok((embed, norm, lm_head))
+}
+
+/// The weights of decoder block `l`, shapes checked against the config.
+pub(crate) fn assemble_block(
+    cfg: &LlamaConfig,
+    l: usize,
+    map: &mut dyn TensorSource,
+) -> Result<BlockWeights> {
+    let h = cfg.hidden_size;
+    let q_out = cfg.num_attention_heads * cfg.head_dim;
+    let kv_out = cfg.num_key_value_heads * cfg.head_dim;
+    let i = cfg.intermediate_size;
+    let shape = |k: LinearKind| -> [usize; 2] {
+        match k {
+            LinearKind::Q => [q_out, h],
+            LinearKind::K | LinearKind::V => [kv_out, h],
+            LinearKind::O => [h, q_out],
+            LinearKind::Gate | LinearKind::Up => [i, h],
+            LinearKind::Down => [h, i],
         }
-        let linear: [Tensor; 7] = linear
-            .try_into()
-            .map_err(|_| ModelError::InvalidArgument("seven linear layers".into()))?;
-        let bias: [Option<Tensor>; 7] = bias
-            .try_into()
-            .map_err(|_| ModelError::InvalidArgument("seven biases".into()))?;
-        blocks.push(BlockWeights {
-            input_layernorm: map.take(&format!("model.layers.{l}.input_layernorm.weight"), &[h])?,
-            post_attention_layernorm: map.take(
-                &format!("model.layers.{l}.post_attention_layernorm.weight"),
-                &[h],
-            )?,
-            linear,
-            bias,
-        });
+    };
+    let mut linear = Vec::with_capacity(7);
+    let mut bias = Vec::with_capacity(7);
+    for k in LinearKind::ALL {
+        let s = shape(k);
+        linear.push(map.take(&k.weight_name(l), &s)?);
+        let bname = format!("model.layers.{l}.{}.bias", k.module());
+        bias.push(map.take_opt(&bname, &s[..1])?);
     }
-    Ok((embed, blocks, norm, lm_head))
+    let linear: [Tensor; 7] = linear
+        .try_into()
+        .map_err(|_| ModelError::InvalidArgument("seven linear layers".into()))?;
+    let bias: [Option<Tensor>; 7] = bias
+        .try_into()
+        .map_err(|_| ModelError::InvalidArgument("seven biases".into()))?;
+    Ok(BlockWeights {
+        input_layernorm: map.take(&format!("model.layers.{l}.input_layernorm.weight"), &[h])?,
+        post_attention_layernorm: map.take(
+            &format!("model.layers.{l}.post_attention_layernorm.weight"),
+            &[h],
+        )?,
+        linear,
+        bias,
+    })
 }
