@@ -76,6 +76,7 @@ pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfi
             .into_iter()
             .collect(),
         sliding_window: None,
+        block: Default::default(),
     };
     config.validate(path)?;
     check_block_count(path, ct, a, &config)?;
