@@ -2,7 +2,7 @@
 //! directories and GGUF files) check shapes against the config and build the blocks.
 
 use crate::config::LlamaConfig;
-use crate::error::{ModelError, Result};
+use crate::error::{CandleContext, ModelError, Result};
 use crate::model::{BlockWeights, LinearKind};
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -89,7 +89,9 @@ fn same_values(a: &Tensor, b: &Tensor) -> Result<bool> {
     Ok(v(a, "model.embed_tokens.weight")? == v(b, "lm_head.weight")?)
 }
 
-/// Builds the block and head weights from HF-named tensors.
+/// Builds the block and head weights from HF-named tensors. A block tensor left over is
+/// refused: the checkpoint is of another family than its config says (a Qwen3 checkpoint
+/// declared Qwen2 would otherwise run without its q/k norms).
 pub(crate) fn assemble(
     cfg: &LlamaConfig,
     mut map: TensorMap,
@@ -98,6 +100,21 @@ pub(crate) fn assemble(
     let blocks = (0..cfg.num_hidden_layers)
         .map(|l| assemble_block(cfg, l, &mut map))
         .collect::<Result<Vec<_>>>()?;
+    let mut left: Vec<&String> = map
+        .tensors
+        .keys()
+        .filter(|n| n.starts_with("model.layers."))
+        .collect();
+    left.sort();
+    if let Some(name) = left.first() {
+        return Err(ModelError::Unsupported {
+            path: map.root.clone(),
+            what: format!(
+                "tensor '{name}': a {} block has no such tensor (is the config's architecture right?)",
+                cfg.architecture.hf_class()
+            ),
+        });
+    }
     Ok((embed, blocks, norm, lm_head))
 }
 
@@ -137,46 +154,223 @@ pub(crate) fn assemble_head(
     Ok((embed, norm, lm_head))
 }
 
-/// The weights of decoder block `l`, shapes checked against the config.
+/// The weights of decoder block `l`, shapes checked against the config; the family's
+/// [`crate::BlockSpec`] says which norms it has and which matrices are stored fused.
 pub(crate) fn assemble_block(
     cfg: &LlamaConfig,
     l: usize,
     map: &mut dyn TensorSource,
 ) -> Result<BlockWeights> {
+    let spec = &cfg.block;
+    let h = cfg.hidden_size;
+    let p = |m: &str| format!("model.layers.{l}.{m}");
+    let mut linear: [Option<Tensor>; 7] = Default::default();
+    let mut bias: [Option<Tensor>; 7] = Default::default();
+    for group in groups(cfg) {
+        let parts: Vec<(usize, [usize; 2])> = group
+            .kinds
+            .iter()
+            .map(|&k| (BlockWeights::idx(k), shape(cfg, k)))
+            .collect();
+        if let Some(module) = group.fused {
+            let rows: Vec<usize> = parts.iter().map(|(_, s)| s[0]).collect();
+            let (ws, bs) = take_fused(map, &p(module), group.labels, &rows, parts[0].1[1])?;
+            for (((i, _), w), b) in parts.iter().zip(ws).zip(bs) {
+                linear[*i] = Some(w);
+                bias[*i] = b;
+            }
+        } else {
+            for (&k, (i, s)) in group.kinds.iter().zip(&parts) {
+                linear[*i] = Some(map.take(&k.weight_name(l), s)?);
+                bias[*i] = map.take_opt(&p(&format!("{}.bias", k.module())), &s[..1])?;
+            }
+        }
+    }
+    let linear = linear.map(|w| {
+        w.ok_or_else(|| ModelError::InvalidArgument("a linear layer not assembled".into()))
+    });
+    let [q, k, v, o, g, u, d] = linear;
+    let mut norm = |name: &str, len: usize| map.take(&p(&format!("{name}.weight")), &[len]);
+    let input_layernorm = norm("input_layernorm", h)?;
+    let post_attention_layernorm = norm("post_attention_layernorm", h)?;
+    let (pre_feedforward_layernorm, post_feedforward_layernorm) = if spec.sandwich_norms {
+        (
+            Some(norm("pre_feedforward_layernorm", h)?),
+            Some(norm("post_feedforward_layernorm", h)?),
+        )
+    } else {
+        (None, None)
+    };
+    let (q_norm, k_norm) = if spec.qk_norm {
+        (
+            Some(norm("self_attn.q_norm", cfg.head_dim)?),
+            Some(norm("self_attn.k_norm", cfg.head_dim)?),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(BlockWeights {
+        input_layernorm,
+        post_attention_layernorm,
+        pre_feedforward_layernorm,
+        post_feedforward_layernorm,
+        q_norm,
+        k_norm,
+        linear: [q?, k?, v?, o?, g?, u?, d?],
+        bias,
+    })
+}
+
+/// The shape `[d_out, d_in]` of a linear layer.
+fn shape(cfg: &LlamaConfig, k: LinearKind) -> [usize; 2] {
     let h = cfg.hidden_size;
     let q_out = cfg.num_attention_heads * cfg.head_dim;
     let kv_out = cfg.num_key_value_heads * cfg.head_dim;
     let i = cfg.intermediate_size;
-    let shape = |k: LinearKind| -> [usize; 2] {
-        match k {
-            LinearKind::Q => [q_out, h],
-            LinearKind::K | LinearKind::V => [kv_out, h],
-            LinearKind::O => [h, q_out],
-            LinearKind::Gate | LinearKind::Up => [i, h],
-            LinearKind::Down => [h, i],
-        }
-    };
-    let mut linear = Vec::with_capacity(7);
-    let mut bias = Vec::with_capacity(7);
-    for k in LinearKind::ALL {
-        let s = shape(k);
-        linear.push(map.take(&k.weight_name(l), &s)?);
-        let bname = format!("model.layers.{l}.{}.bias", k.module());
-        bias.push(map.take_opt(&bname, &s[..1])?);
+    match k {
+        LinearKind::Q => [q_out, h],
+        LinearKind::K | LinearKind::V => [kv_out, h],
+        LinearKind::O => [h, q_out],
+        LinearKind::Gate | LinearKind::Up => [i, h],
+        LinearKind::Down => [h, i],
     }
-    let linear: [Tensor; 7] = linear
-        .try_into()
-        .map_err(|_| ModelError::InvalidArgument("seven linear layers".into()))?;
-    let bias: [Option<Tensor>; 7] = bias
-        .try_into()
-        .map_err(|_| ModelError::InvalidArgument("seven biases".into()))?;
-    Ok(BlockWeights {
-        input_layernorm: map.take(&format!("model.layers.{l}.input_layernorm.weight"), &[h])?,
-        post_attention_layernorm: map.take(
-            &format!("model.layers.{l}.post_attention_layernorm.weight"),
-            &[h],
-        )?,
-        linear,
-        bias,
-    })
+}
+
+/// Linear layers as a checkpoint stores them: alone, or fused in one matrix whose rows
+/// are theirs in order.
+struct Stored {
+    kinds: &'static [LinearKind],
+    /// The fused module (`self_attn.qkv_proj`), `None` when stored one by one.
+    fused: Option<&'static str>,
+    /// Short names of the parts, for errors.
+    labels: &'static [&'static str],
+}
+
+/// How the family stores the seven linear layers, in [`LinearKind::ALL`] order.
+fn groups(cfg: &LlamaConfig) -> [Stored; 4] {
+    use LinearKind::*;
+    let fused = |on: bool, m: &'static str| on.then_some(m);
+    [
+        Stored {
+            kinds: &[Q, K, V],
+            fused: fused(cfg.block.fused_qkv, "self_attn.qkv_proj"),
+            labels: &["q", "k", "v"],
+        },
+        Stored {
+            kinds: &[O],
+            fused: None,
+            labels: &["o"],
+        },
+        Stored {
+            kinds: &[Gate, Up],
+            fused: fused(cfg.block.fused_gate_up, "mlp.gate_up_proj"),
+            labels: &["gate", "up"],
+        },
+        Stored {
+            kinds: &[Down],
+            fused: None,
+            labels: &["down"],
+        },
+    ]
+}
+
+/// Takes fused matrix `module` (and its bias, if any) and splits its rows into parts of
+/// `rows` each; a matrix with a slice missing or extra is refused, naming the parts.
+fn take_fused(
+    map: &mut dyn TensorSource,
+    module: &str,
+    labels: &[&str],
+    rows: &[usize],
+    d_in: usize,
+) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+    let name = format!("{module}.weight");
+    let total: usize = rows.iter().sum();
+    let w = map.fetch(&name)?.ok_or_else(|| ModelError::MissingTensor {
+        path: map.root().into(),
+        name: name.clone(),
+    })?;
+    if w.dims() != [total, d_in] {
+        let parts: Vec<String> = labels
+            .iter()
+            .zip(rows)
+            .map(|(l, r)| format!("{l} {r}"))
+            .collect();
+        return Err(ModelError::BadTensor {
+            name,
+            reason: format!(
+                "in {} has shape {:?}, the config implies [{total}, {d_in}] (rows of {})",
+                map.root().display(),
+                w.dims(),
+                parts.join(" + ")
+            ),
+        });
+    }
+    let bname = format!("{module}.bias");
+    let b = map.take_opt(&bname, &[total])?;
+    let split = |t: &Tensor, name: &str| -> Result<Vec<Tensor>> {
+        let mut at = 0;
+        rows.iter()
+            .map(|&r| {
+                let part = t.narrow(0, at, r).and_then(|p| p.contiguous());
+                at += r;
+                part.ctx(|| format!("splitting tensor '{name}'"))
+            })
+            .collect()
+    };
+    let ws = split(&w, &name)?;
+    let bs = match &b {
+        Some(b) => split(b, &bname)?.into_iter().map(Some).collect(),
+        None => vec![None; rows.len()],
+    };
+    Ok((ws, bs))
+}
+
+/// The tensors of block `l` by the names the family's checkpoints use, fused matrices
+/// joined again: what a writer saves.
+pub(crate) fn block_tensors(
+    cfg: &LlamaConfig,
+    l: usize,
+    b: &BlockWeights,
+) -> Result<Vec<(String, Tensor)>> {
+    let p = |m: &str| format!("model.layers.{l}.{m}");
+    let mut out = vec![
+        (p("input_layernorm.weight"), b.input_layernorm.clone()),
+        (
+            p("post_attention_layernorm.weight"),
+            b.post_attention_layernorm.clone(),
+        ),
+    ];
+    for (name, t) in [
+        ("pre_feedforward_layernorm", &b.pre_feedforward_layernorm),
+        ("post_feedforward_layernorm", &b.post_feedforward_layernorm),
+        ("self_attn.q_norm", &b.q_norm),
+        ("self_attn.k_norm", &b.k_norm),
+    ] {
+        if let Some(t) = t {
+            out.push((p(&format!("{name}.weight")), t.clone()));
+        }
+    }
+    for group in groups(cfg) {
+        match group.fused {
+            Some(module) => {
+                let ws: Vec<&Tensor> = group.kinds.iter().map(|&k| b.weight(k)).collect();
+                let w = Tensor::cat(&ws, 0).ctx(|| format!("joining {}", p(module)))?;
+                out.push((p(&format!("{module}.weight")), w));
+                let bs: Option<Vec<&Tensor>> = group.kinds.iter().map(|&k| b.bias(k)).collect();
+                if let Some(bs) = bs {
+                    let bias = Tensor::cat(&bs, 0).ctx(|| format!("joining {}", p(module)))?;
+                    out.push((p(&format!("{module}.bias")), bias));
+                }
+            }
+            None => {
+                for &k in group.kinds {
+                    out.push((k.weight_name(l), b.weight(k).clone()));
+                    if let Some(bias) = b.bias(k) {
+                        out.push((p(&format!("{}.bias", k.module())), bias.clone()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,8 +1,11 @@
 //! The model configuration: parsed from a Hugging Face `config.json` or from GGUF
 //! metadata, and written back as a `config.json` that transformers loads.
 
+use crate::arch::json::{get, opt_f64, opt_usize, parse_rope_scaling, req_usize, token_ids};
+pub use crate::arch::{Architecture, BlockSpec, RopeScaling};
+use crate::arch::{ReadCtx, WriteCtx};
 use crate::error::{ModelError, Result};
-use crate::window::{self, SlidingWindow};
+use crate::window::SlidingWindow;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -12,105 +15,7 @@ const MAX_DIM: usize = 1 << 24;
 /// Largest accepted number of decoder blocks.
 const MAX_LAYERS: usize = 1 << 16;
 
-/// The Llama-family architectures this crate runs. They share one forward; they differ in
-/// config keys and defaults (Qwen2 has q/k/v biases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    /// `LlamaForCausalLM` (Llama 2/3, SmolLM).
-    Llama,
-    /// `MistralForCausalLM` (sliding-window attention in every block).
-    Mistral,
-    /// `Qwen2ForCausalLM` (q/k/v projections with bias; sliding-window attention in the
-    /// blocks `use_sliding_window` and `max_window_layers` or `layer_types` select).
-    Qwen2,
-}
-
-impl Architecture {
-    /// The `architectures[0]` value of `config.json`.
-    pub fn hf_class(self) -> &'static str {
-        match self {
-            Architecture::Llama => "LlamaForCausalLM",
-            Architecture::Mistral => "MistralForCausalLM",
-            Architecture::Qwen2 => "Qwen2ForCausalLM",
-        }
-    }
-
-    /// The `model_type` value of `config.json`.
-    pub fn model_type(self) -> &'static str {
-        match self {
-            Architecture::Llama => "llama",
-            Architecture::Mistral => "mistral",
-            Architecture::Qwen2 => "qwen2",
-        }
-    }
-
-    fn from_hf(name: &str) -> Option<Architecture> {
-        match name {
-            "LlamaForCausalLM" | "llama" => Some(Architecture::Llama),
-            "MistralForCausalLM" | "mistral" => Some(Architecture::Mistral),
-            "Qwen2ForCausalLM" | "qwen2" => Some(Architecture::Qwen2),
-            _ => None,
-        }
-    }
-}
-
-/// Rotary-embedding frequency scaling (the `rope_scaling` / `rope_parameters` forms of
-/// transformers).
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    /// `linear`: positions divided by `factor` (frequencies divided by it).
-    Linear {
-        /// The scaling factor.
-        factor: f64,
-    },
-    /// `dynamic` (dynamic NTK): when a sequence is longer than
-    /// `max_position_embeddings`, the base grows as in transformers'
-    /// `_compute_dynamic_ntk_parameters`.
-    Dynamic {
-        /// The scaling factor.
-        factor: f64,
-    },
-    /// `llama3` (Llama 3.1): long wavelengths divided by `factor`, short ones kept, a
-    /// smooth blend between.
-    Llama3 {
-        /// The scaling factor.
-        factor: f64,
-        /// `low_freq_factor`.
-        low_freq_factor: f64,
-        /// `high_freq_factor`.
-        high_freq_factor: f64,
-        /// `original_max_position_embeddings`.
-        original_max_position_embeddings: usize,
-    },
-}
-
-impl RopeScaling {
-    /// The `rope_scaling` object of `config.json`.
-    pub fn to_json(&self) -> Value {
-        match self {
-            RopeScaling::Linear { factor } => {
-                json!({"rope_type": "linear", "type": "linear", "factor": factor})
-            }
-            RopeScaling::Dynamic { factor } => {
-                json!({"rope_type": "dynamic", "type": "dynamic", "factor": factor})
-            }
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => json!({
-                "rope_type": "llama3",
-                "factor": factor,
-                "low_freq_factor": low_freq_factor,
-                "high_freq_factor": high_freq_factor,
-                "original_max_position_embeddings": original_max_position_embeddings,
-            }),
-        }
-    }
-}
-
-/// The hyper-parameters of a Llama-family decoder.
+/// The hyper-parameters of a decoder of one of the families of [`crate::arch`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
     /// Which architecture (config class) this is.
@@ -146,101 +51,27 @@ pub struct LlamaConfig {
     /// Sliding-window attention, when some block uses it (see [`crate::window`] for how
     /// each family's `config.json` says so).
     pub sliding_window: Option<SlidingWindow>,
+    /// The family's options of the shared block (the default is Llama's).
+    pub block: BlockSpec,
 }
 
-fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
-}
-
-fn req_usize(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<usize> {
-    match get(obj, key) {
-        None => Err(ModelError::MissingKey {
-            path: path.into(),
-            key: key.into(),
-        }),
-        Some(v) => v
-            .as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| ModelError::Json {
-                path: path.into(),
-                reason: format!("key '{key}' must be a non-negative integer, got {v}"),
-            }),
-    }
-}
-
-fn opt_usize(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
-    match get(obj, key) {
-        None => Ok(None),
-        Some(_) => req_usize(path, obj, key).map(Some),
-    }
-}
-
-fn opt_f64(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
-    match get(obj, key) {
-        None => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| ModelError::Json {
-            path: path.into(),
-            reason: format!("key '{key}' must be a number, got {v}"),
-        }),
-    }
-}
-
-fn token_ids(path: &Path, obj: &Map<String, Value>, key: &str) -> Result<Vec<u32>> {
-    let bad = |v: &Value| ModelError::Json {
-        path: path.into(),
-        reason: format!("key '{key}' must be a token id or a list of them, got {v}"),
-    };
-    match get(obj, key) {
-        None => Ok(vec![]),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| x.as_u64().map(|i| i as u32).ok_or_else(|| bad(x)))
-            .collect(),
-        Some(v) => v.as_u64().map(|i| vec![i as u32]).ok_or_else(|| bad(v)),
-    }
-}
-
-/// Parses a rope scaling object (either form); `key` names it in errors.
-fn parse_rope_scaling(
-    path: &Path,
-    obj: &Map<String, Value>,
-    key: &str,
-    max_pos: usize,
-) -> Result<Option<RopeScaling>> {
-    let kind = get(obj, "rope_type")
-        .or_else(|| get(obj, "type"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("default");
-    let factor = || -> Result<f64> {
-        opt_f64(path, obj, "factor")?.ok_or_else(|| ModelError::MissingKey {
-            path: path.into(),
-            key: format!("{key}.factor"),
-        })
-    };
-    Ok(match kind {
-        "default" | "none" => None,
-        "linear" => Some(RopeScaling::Linear { factor: factor()? }),
-        "dynamic" => Some(RopeScaling::Dynamic { factor: factor()? }),
-        "llama3" => Some(RopeScaling::Llama3 {
-            factor: factor()?,
-            low_freq_factor: opt_f64(path, obj, "low_freq_factor")?.unwrap_or(1.0),
-            high_freq_factor: opt_f64(path, obj, "high_freq_factor")?.unwrap_or(4.0),
-            original_max_position_embeddings: opt_usize(
-                path,
-                obj,
-                "original_max_position_embeddings",
-            )?
-            .unwrap_or(max_pos),
-        }),
-        other => {
-            return Err(ModelError::Unsupported {
-                path: path.into(),
-                what: format!(
-                    "rope type '{other}' in '{key}' (supported: default, linear, dynamic, llama3)"
-                ),
-            })
+/// A rotary embedding over part of each head (`partial_rotary_factor` below 1, as
+/// Phi-4-mini) is not implemented: refused rather than run wrong.
+fn refuse_partial_rotary(path: &Path, obj: &Map<String, Value>) -> Result<()> {
+    let rp = get(obj, "rope_parameters").and_then(|r| r.as_object());
+    let factor = match rp {
+        Some(rp) if get(rp, "partial_rotary_factor").is_some() => {
+            opt_f64(path, rp, "partial_rotary_factor")?
         }
-    })
+        _ => opt_f64(path, obj, "partial_rotary_factor")?,
+    };
+    match factor {
+        Some(f) if f != 1.0 => Err(ModelError::Unsupported {
+            path: path.into(),
+            what: format!("partial_rotary_factor {f} (only 1.0, a rotation of the whole head)"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl LlamaConfig {
@@ -264,12 +95,16 @@ impl LlamaConfig {
             (Some(a), _) => Architecture::from_hf(a).ok_or_else(|| ModelError::Unsupported {
                 path: path.into(),
                 what: format!(
-                    "architecture '{a}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"
+                    "architecture '{a}' (supported: {})",
+                    Architecture::supported_classes()
                 ),
             })?,
             (None, Some(m)) => Architecture::from_hf(m).ok_or_else(|| ModelError::Unsupported {
                 path: path.into(),
-                what: format!("model_type '{m}' (supported: llama, mistral, qwen2)"),
+                what: format!(
+                    "model_type '{m}' (supported: {})",
+                    Architecture::supported_model_types()
+                ),
             })?,
             (None, None) => {
                 return Err(ModelError::MissingKey {
@@ -278,6 +113,7 @@ impl LlamaConfig {
                 })
             }
         };
+        let family = architecture.family();
         let hidden_size = req_usize(path, obj, "hidden_size")?;
         let num_attention_heads = req_usize(path, obj, "num_attention_heads")?;
         let num_key_value_heads =
@@ -304,7 +140,19 @@ impl LlamaConfig {
                     },
                 ),
             };
+        refuse_partial_rotary(path, obj)?;
         let num_hidden_layers = req_usize(path, obj, "num_hidden_layers")?;
+        let fam = (family.read)(&ReadCtx {
+            path,
+            obj,
+            num_layers: num_hidden_layers,
+            hidden_size,
+            max_position_embeddings,
+        })?;
+        let (rope_theta, rope_scaling) = match fam.rope {
+            Some(r) => (r.theta, r.scaling),
+            None => (rope_theta, rope_scaling),
+        };
         let cfg = LlamaConfig {
             architecture,
             hidden_size,
@@ -312,8 +160,12 @@ impl LlamaConfig {
             num_attention_heads,
             num_key_value_heads,
             num_hidden_layers,
-            head_dim: opt_usize(path, obj, "head_dim")?
-                .unwrap_or(hidden_size / num_attention_heads.max(1)),
+            head_dim: opt_usize(path, obj, "head_dim")?.unwrap_or(
+                family
+                    .defaults
+                    .head_dim
+                    .unwrap_or(hidden_size / num_attention_heads.max(1)),
+            ),
             rms_norm_eps: opt_f64(path, obj, "rms_norm_eps")?.unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
@@ -321,15 +173,11 @@ impl LlamaConfig {
             max_position_embeddings,
             tie_word_embeddings: get(obj, "tie_word_embeddings")
                 .and_then(|t| t.as_bool())
-                .unwrap_or(false),
+                .unwrap_or(family.defaults.tie_word_embeddings),
             bos_token_id: token_ids(path, obj, "bos_token_id")?.first().copied(),
             eos_token_id: token_ids(path, obj, "eos_token_id")?,
-            sliding_window: match architecture {
-                // LlamaForCausalLM has no sliding window, whatever its config says.
-                Architecture::Llama => None,
-                Architecture::Mistral => window::every_block(path, obj, num_hidden_layers)?,
-                Architecture::Qwen2 => window::qwen2(path, obj, num_hidden_layers)?,
-            },
+            sliding_window: fam.sliding_window,
+            block: fam.block,
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -405,7 +253,6 @@ impl LlamaConfig {
         set("num_key_value_heads", json!(self.num_key_value_heads));
         set("num_hidden_layers", json!(self.num_hidden_layers));
         set("head_dim", json!(self.head_dim));
-        set("hidden_act", json!("silu"));
         set("rms_norm_eps", json!(self.rms_norm_eps));
         set("rope_theta", json!(self.rope_theta));
         set(
@@ -434,16 +281,14 @@ impl LlamaConfig {
             },
         );
         set("torch_dtype", json!(torch_dtype));
-        if base.is_none() {
-            let w = self.sliding_window.as_ref();
-            match self.architecture {
-                Architecture::Llama => {}
-                Architecture::Mistral => window::write_every_block(&mut obj, w),
-                Architecture::Qwen2 => window::write_qwen2(&mut obj, w),
-            }
-        }
         // The v5 form would now disagree with the keys above; the top-level keys win.
         obj.remove("rope_parameters");
+        let ctx = WriteCtx {
+            block: &self.block,
+            sliding_window: self.sliding_window.as_ref(),
+            base: base.and_then(|b| b.as_object()),
+        };
+        (self.architecture.family().write)(&ctx, &mut obj);
         Value::Object(obj)
     }
 }

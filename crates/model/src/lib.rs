@@ -1,7 +1,8 @@
 //! # sparseswaps-model
 //!
-//! Llama-family decoders (Llama 2/3, Mistral, Qwen2, SmolLM) for the sparseswaps
-//! pruning pipeline, on the CPU with f32 activations:
+//! Decoder-only language models (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3,
+//! Phi-3, SmolLM; one file per family in [`arch`]) for the sparseswaps pruning pipeline,
+//! on the CPU with f32 activations:
 //!
 //! - [`load`](fn@load): a Hugging Face directory (`config.json`, one or several `*.safetensors`
 //!   with `model.safetensors.index.json`, `tokenizer.json`; f32, f16 or bf16) or a GGUF
@@ -44,6 +45,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arch;
 mod assemble;
 pub mod config;
 pub mod error;
@@ -55,6 +57,7 @@ pub mod rope;
 pub mod window;
 pub mod write;
 
+pub use arch::{Activation, BlockSpec, NormForm, RopeParams};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use error::{ModelError, Result};

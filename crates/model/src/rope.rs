@@ -1,6 +1,7 @@
 //! Rotary position embeddings in the Hugging Face "rotate half" convention: the first
 //! and second halves of each head are the two coordinates of each rotated pair.
 
+use crate::arch::RopeParams;
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::{CandleContext, Result};
 use candle_core::{Device, Tensor};
@@ -8,9 +9,19 @@ use candle_core::{Device, Tensor};
 /// The inverse frequencies `1 / theta^(2i / d)` of one head, scaled as the config says,
 /// for a sequence of `seq_len` positions (dynamic NTK depends on it).
 pub fn inv_freq(cfg: &LlamaConfig, seq_len: usize) -> Vec<f64> {
+    inv_freq_of(cfg, cfg.rope_theta, cfg.rope_scaling.as_ref(), seq_len)
+}
+
+/// [`inv_freq`] with the base `theta` and scaling `scaling` in place of the config's.
+fn inv_freq_of(
+    cfg: &LlamaConfig,
+    theta: f64,
+    scaling: Option<&RopeScaling>,
+    seq_len: usize,
+) -> Vec<f64> {
     let d = cfg.head_dim;
-    let mut base = cfg.rope_theta;
-    if let Some(RopeScaling::Dynamic { factor }) = cfg.rope_scaling {
+    let mut base = theta;
+    if let Some(&RopeScaling::Dynamic { factor }) = scaling {
         // transformers' `_compute_dynamic_ntk_parameters`: the base grows only once the
         // sequence is longer than the trained context.
         let max_pos = cfg.max_position_embeddings as f64;
@@ -18,7 +29,7 @@ pub fn inv_freq(cfg: &LlamaConfig, seq_len: usize) -> Vec<f64> {
         base *= ((factor * s / max_pos) - (factor - 1.0)).powf(d as f64 / (d as f64 - 2.0));
     }
     let plain = (0..d / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / d as f64));
-    match cfg.rope_scaling {
+    match scaling.cloned() {
         None | Some(RopeScaling::Dynamic { .. }) => plain.collect(),
         Some(RopeScaling::Linear { factor }) => plain.map(|f| f / factor).collect(),
         Some(RopeScaling::Llama3 {
@@ -51,14 +62,39 @@ pub fn inv_freq(cfg: &LlamaConfig, seq_len: usize) -> Vec<f64> {
 
 /// `cos` and `sin` tables `[seq_len, head_dim]` (each half repeated, as HF does), f32.
 pub fn tables(cfg: &LlamaConfig, seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let inv = inv_freq(cfg, seq_len);
+    tables_of(cfg, &inv_freq(cfg, seq_len), seq_len, device)
+}
+
+/// [`tables`] for block `layer`: a sliding-window block of a family with a rotary base
+/// of its own for them (Gemma 3's local base) uses that one.
+pub fn layer_tables(
+    cfg: &LlamaConfig,
+    layer: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    match (&cfg.block.local_rope, cfg.attention_window(layer)) {
+        (Some(RopeParams { theta, scaling }), Some(_)) => {
+            let inv = inv_freq_of(cfg, *theta, scaling.as_ref(), seq_len);
+            tables_of(cfg, &inv, seq_len, device)
+        }
+        _ => tables(cfg, seq_len, device),
+    }
+}
+
+fn tables_of(
+    cfg: &LlamaConfig,
+    inv: &[f64],
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let d = cfg.head_dim;
     let mut cos = Vec::with_capacity(seq_len * d);
     let mut sin = Vec::with_capacity(seq_len * d);
     for p in 0..seq_len {
         // Angles in f64: exact enough at any position; stored as f32 like the activations.
         for _half in 0..2 {
-            for f in &inv {
+            for f in inv {
                 let a = p as f64 * f;
                 cos.push(a.cos() as f32);
                 sin.push(a.sin() as f32);
@@ -106,6 +142,7 @@ mod tests {
             bos_token_id: None,
             eos_token_id: vec![],
             sliding_window: None,
+            block: Default::default(),
         }
     }
 

@@ -10,15 +10,18 @@
 //!   (transformers 5 writes it), else blocks `max_window_layers` (default 28) onward.
 //!   A block marked sliding without a window is refused, as transformers fails on it.
 //! - Llama: none (`LlamaForCausalLM` has no sliding window).
+//! - Qwen3: Qwen2's rule. Phi-3: Mistral's, with no window when the key is absent.
+//! - Gemma 2 and 3: `layer_types`, else every other block (Gemma 2: even blocks) or all
+//!   but every `sliding_window_pattern`-th (Gemma 3); missing `sliding_window` is 4096.
 //!
-//! [`crate::config`] picks the rule for the family.
+//! Each family's file in [`crate::arch`] picks its rule.
 
 use crate::error::{ModelError, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
 /// transformers' default `sliding_window` for Mistral and Qwen2 when the key is absent.
-const DEFAULT_WINDOW: usize = 4096;
+pub(crate) const DEFAULT_WINDOW: usize = 4096;
 /// transformers' default `max_window_layers` for Qwen2.
 const DEFAULT_MAX_WINDOW_LAYERS: usize = 28;
 
@@ -53,8 +56,18 @@ fn json_err(path: &Path, reason: String) -> ModelError {
 /// The `sliding_window` key: absent (transformers' default), `null` (none) or a
 /// positive integer.
 fn window_key(path: &Path, obj: &Map<String, Value>) -> Result<Option<usize>> {
+    window_key_or(path, obj, Some(DEFAULT_WINDOW))
+}
+
+/// The `sliding_window` key: absent gives `default` (the family's config class default),
+/// `null` none, else a positive integer.
+pub(crate) fn window_key_or(
+    path: &Path,
+    obj: &Map<String, Value>,
+    default: Option<usize>,
+) -> Result<Option<usize>> {
     match obj.get("sliding_window") {
-        None => Ok(Some(DEFAULT_WINDOW)),
+        None => Ok(default),
         Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(w) if w >= 1 => Ok(Some(usize::try_from(w).unwrap_or(usize::MAX))),
@@ -67,7 +80,7 @@ fn window_key(path: &Path, obj: &Map<String, Value>) -> Result<Option<usize>> {
 }
 
 /// `layer_types`: per block, whether it is a sliding-window block.
-fn layer_types(path: &Path, v: &Value, num_layers: usize) -> Result<Vec<bool>> {
+pub(crate) fn layer_types(path: &Path, v: &Value, num_layers: usize) -> Result<Vec<bool>> {
     let list = v.as_array().ok_or_else(|| {
         json_err(
             path,
@@ -106,7 +119,20 @@ pub(crate) fn every_block(
     obj: &Map<String, Value>,
     num_layers: usize,
 ) -> Result<Option<SlidingWindow>> {
-    Ok(finish(window_key(path, obj)?, vec![true; num_layers]))
+    every_block_or(path, obj, num_layers, Some(DEFAULT_WINDOW))
+}
+
+/// Mistral's rule with another default for an absent `sliding_window` (Phi-3: none).
+pub(crate) fn every_block_or(
+    path: &Path,
+    obj: &Map<String, Value>,
+    num_layers: usize,
+    default: Option<usize>,
+) -> Result<Option<SlidingWindow>> {
+    Ok(finish(
+        window_key_or(path, obj, default)?,
+        vec![true; num_layers],
+    ))
 }
 
 /// Qwen2's rule (see the module docs) for a model of `num_layers` blocks.
@@ -126,29 +152,49 @@ pub(crate) fn qwen2(
         }
     };
     let size = if use_sw { window_key(path, obj)? } else { None };
+    let has_types = obj.get("layer_types").is_some_and(|v| !v.is_null());
+    let first = match obj
+        .get("max_window_layers")
+        .filter(|v| !v.is_null() && !has_types)
+    {
+        None => DEFAULT_MAX_WINDOW_LAYERS,
+        Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+            json_err(
+                path,
+                format!("key 'max_window_layers' must be a non-negative integer, got {v}"),
+            )
+        })?,
+    };
+    by_layer_types(
+        path,
+        obj,
+        num_layers,
+        size,
+        |i| size.is_some() && i >= first,
+        "use_sliding_window is not true or sliding_window is null",
+    )
+}
+
+/// The blocks `layer_types` marks sliding when that key is present, else those
+/// `fallback` selects, with a window of `size`; a block marked sliding without a window
+/// is refused (`why` says why there is none).
+pub(crate) fn by_layer_types(
+    path: &Path,
+    obj: &Map<String, Value>,
+    num_layers: usize,
+    size: Option<usize>,
+    fallback: impl Fn(usize) -> bool,
+    why: &str,
+) -> Result<Option<SlidingWindow>> {
     let layers = match obj.get("layer_types").filter(|v| !v.is_null()) {
         Some(v) => layer_types(path, v, num_layers)?,
-        None => {
-            let first = match obj.get("max_window_layers").filter(|v| !v.is_null()) {
-                None => DEFAULT_MAX_WINDOW_LAYERS,
-                Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    json_err(
-                        path,
-                        format!("key 'max_window_layers' must be a non-negative integer, got {v}"),
-                    )
-                })?,
-            };
-            (0..num_layers)
-                .map(|i| size.is_some() && i >= first)
-                .collect()
-        }
+        None => (0..num_layers).map(fallback).collect(),
     };
     if let (None, Some(i)) = (size, layers.iter().position(|&s| s)) {
         return Err(json_err(
             path,
             format!(
-                "layer_types[{i}] is 'sliding_attention' but there is no sliding window \
-                 (use_sliding_window is not true or sliding_window is null)"
+                "layer_types[{i}] is 'sliding_attention' but there is no sliding window ({why})"
             ),
         ));
     }
@@ -177,6 +223,11 @@ pub(crate) fn write_every_block(obj: &mut Map<String, Value>, w: Option<&Sliding
 pub(crate) fn write_qwen2(obj: &mut Map<String, Value>, w: Option<&SlidingWindow>) {
     obj.insert("use_sliding_window".into(), json!(w.is_some()));
     write_every_block(obj, w);
+    write_layer_types(obj, w);
+}
+
+/// Writes `layer_types` when some block uses a window.
+pub(crate) fn write_layer_types(obj: &mut Map<String, Value>, w: Option<&SlidingWindow>) {
     if let Some(w) = w {
         let types: Vec<&str> = w
             .layers

@@ -2,7 +2,7 @@
 //! this crate's loader read back.
 
 use crate::error::{io_err, ModelError, Result};
-use crate::model::{LinearKind, Model, SourceDtype};
+use crate::model::{Model, SourceDtype};
 use candle_core::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -154,23 +154,14 @@ fn write_into(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
     if !cfg.tie_word_embeddings {
         named.push(("lm_head.weight".into(), model.lm_head()));
     }
-    for l in 0..model.num_layers() {
-        let b = model.block(l)?;
-        named.push((
-            format!("model.layers.{l}.input_layernorm.weight"),
-            &b.input_layernorm,
-        ));
-        named.push((
-            format!("model.layers.{l}.post_attention_layernorm.weight"),
-            &b.post_attention_layernorm,
-        ));
-        for k in LinearKind::ALL {
-            named.push((k.weight_name(l), b.weight(k)));
-            if let Some(bias) = b.bias(k) {
-                named.push((format!("model.layers.{l}.{}.bias", k.module()), bias));
-            }
-        }
-    }
+    // Each family's own names (fused matrices joined again): see `assemble::block_tensors`.
+    let blocks: Vec<(String, Tensor)> = (0..model.num_layers())
+        .map(|l| crate::assemble::block_tensors(cfg, l, model.block(l)?))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    named.extend(blocks.iter().map(|(n, t)| (n.clone(), t)));
     let owned: Vec<(String, Encoded)> = named
         .into_iter()
         .map(|(n, t)| bytes_of(&n, t, dtype).map(|b| (n, b)))

@@ -7,8 +7,7 @@
 //! For each family the crate runs, our logits must match transformers' to a max relative
 //! difference of 1e-4 (max |ours − theirs| over the largest |theirs|) and the perplexity
 //! to 5 significant digits; each fixture's sequence crosses the family's sliding window
-//! where it has one. Families the crate does not run yet must be refused with an error
-//! that names the architecture.
+//! where it has one.
 
 use safetensors::{Dtype, SafeTensors};
 use sparseswaps_model::{load, perplexity, save_hf_dir, SaveDtype};
@@ -164,6 +163,11 @@ fn assert_matches_transformers(family: &str, prefix: Option<usize>) {
     let p = perplexity(&model, &exp.ids, exp.ids.len(), 1, &mut |_, _| {}).unwrap();
     assert_eq!(p.tokens, exp.ids.len() - 1);
     let prel = (p.ppl - exp.ppl).abs() / exp.ppl;
+    eprintln!(
+        "{family}: max relative logit difference {rel:.2e}; perplexity {:.7} against \
+         transformers' {:.7} (relative {prel:.1e})",
+        p.ppl, exp.ppl
+    );
     assert!(
         prel <= PPL_REL_TOL,
         "{family}: perplexity {} against transformers' {} (relative {prel:.2e})",
@@ -178,20 +182,6 @@ fn sliding_window(family: &str) -> Option<usize> {
     serde_json::from_str::<serde_json::Value>(&cfg).unwrap()["sliding_window"]
         .as_u64()
         .map(|w| w as usize)
-}
-
-/// A family the crate does not run yet: refused, naming the architecture.
-fn assert_refused(family: &str) {
-    let class = FAMILIES.iter().find(|(f, _)| *f == family).unwrap().1;
-    let e = match load(&fixture(family).join("model")) {
-        Ok(_) => panic!("{family}: loaded; move it to the parity tests"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        e.contains("unsupported") && e.contains(class) && e.contains("config.json"),
-        "{family}: unclear refusal: {e}"
-    );
-    assert_eq!(e.lines().count(), 1, "{family}: one line: {e}");
 }
 
 #[test]
@@ -269,7 +259,15 @@ fn writer_keeps_the_sliding_window_config() {
         "max_window_layers",
         "layer_types",
     ];
-    for family in ["mistral", "qwen2", "qwen2_sliding"] {
+    for family in [
+        "mistral",
+        "qwen2",
+        "qwen2_sliding",
+        "qwen3",
+        "gemma2",
+        "gemma3",
+        "phi3",
+    ] {
         let src = fixture(family).join("model");
         let model = load(&src).unwrap();
         let tmp = tempfile::tempdir().unwrap();
@@ -291,22 +289,86 @@ fn writer_keeps_the_sliding_window_config() {
     }
 }
 
+/// Qwen3: q/k RMSNorm per head, no biases, tied head.
 #[test]
-fn qwen3_is_refused_until_supported() {
-    assert_refused("qwen3");
+fn qwen3_matches_transformers() {
+    assert_matches_transformers("qwen3", None);
 }
 
+/// Gemma 2: block 0 slides over 8 tokens, block 1 sees all; scores capped at 5, logits
+/// at 10 (small enough to bite at this scale).
 #[test]
-fn gemma2_is_refused_until_supported() {
-    assert_refused("gemma2");
+fn gemma2_matches_transformers_across_the_window() {
+    let model = load(&fixture("gemma2").join("model")).unwrap();
+    let windows: Vec<Option<usize>> = (0..2).map(|l| model.config().attention_window(l)).collect();
+    assert_eq!(windows, [Some(8), None]);
+    assert_matches_transformers("gemma2", None);
 }
 
+/// Gemma 3: block 0 local (window 8, rope base 10 000), block 1 global (base 10^6),
+/// q/k norms, no soft-capping.
 #[test]
-fn gemma3_is_refused_until_supported() {
-    assert_refused("gemma3");
+fn gemma3_matches_transformers_across_the_window() {
+    let model = load(&fixture("gemma3").join("model")).unwrap();
+    let windows: Vec<Option<usize>> = (0..2).map(|l| model.config().attention_window(l)).collect();
+    assert_eq!(windows, [Some(8), None]);
+    assert_eq!(model.config().rope_theta, 1_000_000.0);
+    assert_eq!(
+        model.config().block.local_rope.as_ref().map(|r| r.theta),
+        Some(10_000.0)
+    );
+    assert_matches_transformers("gemma3", None);
 }
 
+/// Phi-3: fused qkv_proj and gate_up_proj, a window of 16 in every block.
 #[test]
-fn phi3_is_refused_until_supported() {
-    assert_refused("phi3");
+fn phi3_matches_transformers_across_the_window() {
+    assert_matches_transformers("phi3", None);
+}
+
+/// Every family written back under its own names and config keys (fused matrices
+/// joined again, Gemma's four norms, q/k norms) and read back to the same logits.
+#[test]
+fn every_family_round_trips_through_the_writer() {
+    for (family, class) in FAMILIES {
+        let src = fixture(family).join("model");
+        let model = load(&src).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        save_hf_dir(&model, &out, SaveDtype::F32, false).unwrap();
+        let names = |dir: &std::path::Path| -> Vec<String> {
+            let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+            let mut n: Vec<String> = SafeTensors::deserialize(&bytes)
+                .unwrap()
+                .names()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&out), names(&src), "{family}: tensor names");
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["architectures"][0], class, "{family}");
+        let back = load(&out).unwrap();
+        assert_eq!(back.config(), model.config(), "{family}: config");
+        let ids = expected(family).ids;
+        let a: Vec<f32> = model
+            .forward(&ids, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = back
+            .forward(&ids, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a, b, "{family}: logits after the round trip");
+    }
 }

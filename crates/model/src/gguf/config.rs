@@ -2,7 +2,7 @@
 //! [`LlamaConfig`], refusing what the decoder does not implement.
 
 use super::meta::{gguf_err, Meta};
-use crate::config::{Architecture, LlamaConfig, RopeScaling};
+use crate::config::{Architecture, BlockSpec, LlamaConfig, RopeScaling};
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::Content;
 use std::path::Path;
@@ -76,6 +76,12 @@ pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfi
             .into_iter()
             .collect(),
         sliding_window: None,
+        // Of the GGUF architectures read, only Qwen3 departs from the Llama block: its
+        // per-head q/k norms (`attn_q_norm`, `attn_k_norm`).
+        block: BlockSpec {
+            qk_norm: architecture == Architecture::Qwen3,
+            ..BlockSpec::default()
+        },
     };
     config.validate(path)?;
     check_block_count(path, ct, a, &config)?;
@@ -91,10 +97,11 @@ fn architecture<'a>(m: &Meta<'a>) -> Result<(&'a str, Architecture, bool)> {
         // llama.cpp's convert permutes Q and K of `llama` models for its interleaved rope.
         "llama" => (Architecture::Llama, true),
         "qwen2" => (Architecture::Qwen2, false),
+        "qwen3" => (Architecture::Qwen3, false),
         other => {
             return Err(ModelError::Unsupported {
                 path: path.into(),
-                what: format!("GGUF architecture '{other}' (supported: llama, qwen2)"),
+                what: format!("GGUF architecture '{other}' (supported: llama, qwen2, qwen3)"),
             })
         }
     };

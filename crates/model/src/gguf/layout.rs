@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use std::path::Path;
 
 /// GGUF name -> HF name, for the tensors of the model: the embedding, the final norm,
-/// the output head unless tied, and per block its two norms, seven linear weights and
-/// whichever biases the file has.
+/// the output head unless tied, and per block its two norms, seven linear weights,
+/// whichever biases the file has, and Qwen3's q/k norms.
 pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![
         (
@@ -40,6 +40,17 @@ pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, Strin
             let gb = format!("blk.{l}.{g}.bias");
             if ct.tensor_infos.contains_key(&gb) {
                 names.push((gb, format!("model.layers.{l}.{h}.bias")));
+            }
+        }
+        if config.block.qk_norm {
+            for (g, h) in [
+                ("attn_q_norm", "self_attn.q_norm"),
+                ("attn_k_norm", "self_attn.k_norm"),
+            ] {
+                names.push((
+                    format!("blk.{l}.{g}.weight"),
+                    format!("model.layers.{l}.{h}.weight"),
+                ));
             }
         }
     }

@@ -27,7 +27,7 @@ use std::fs;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-/// Loads a GGUF file (architectures `llama` and `qwen2`), dequantized to f32.
+/// Loads a GGUF file (architectures `llama`, `qwen2` and `qwen3`), dequantized to f32.
 pub fn load_gguf(path: &Path) -> Result<Model> {
     if !path.exists() {
         return Err(ModelError::NotFound { path: path.into() });

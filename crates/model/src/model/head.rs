@@ -1,7 +1,7 @@
 //! The two ends of the decoder, embedding and final norm with `lm_head`, and the full
 //! forward and greedy generation built from them and the blocks.
 
-use super::ops::{linear, rms_norm};
+use super::ops::{linear, norm, softcap};
 use super::store::Model;
 use crate::error::{CandleContext, ModelError, Result};
 use candle_core::{Device, Tensor};
@@ -25,9 +25,16 @@ impl Model {
         let seq = ids.len() / batch;
         let f = || -> candle_core::Result<Tensor> {
             let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-            self.embed_tokens
-                .index_select(&idx, 0)?
-                .reshape((batch, seq, self.config.hidden_size))
+            let e = self.embed_tokens.index_select(&idx, 0)?.reshape((
+                batch,
+                seq,
+                self.config.hidden_size,
+            ))?;
+            match self.config.block.embed_scale {
+                // Gemma: times √hidden rounded to f32, as transformers multiplies.
+                Some(scale) => e * f64::from(scale as f32),
+                None => Ok(e),
+            }
         };
         f().ctx(|| "embedding tokens".into())
     }
@@ -37,12 +44,15 @@ impl Model {
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let f = || -> candle_core::Result<Tensor> {
             let (b, s, h) = hidden.dims3()?;
-            let x = rms_norm(
+            let cfg = &self.config;
+            let x = norm(
                 &hidden.reshape((b * s, h))?,
                 &self.norm,
-                self.config.rms_norm_eps,
+                &cfg.block,
+                cfg.rms_norm_eps,
             )?;
-            linear(&x, self.lm_head(), None)?.reshape((b, s, self.config.vocab_size))
+            let logits = linear(&x, self.lm_head(), None)?;
+            softcap(logits, cfg.block.final_softcap)?.reshape((b, s, cfg.vocab_size))
         };
         f().ctx(|| "final norm and lm_head".into())
     }

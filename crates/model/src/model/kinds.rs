@@ -1,5 +1,11 @@
 //! Names of the parts of a decoder block: its seven linear layers and the four inputs
 //! they read.
+//!
+//! Every family has the seven. Phi-3 stores q, k and v as one `self_attn.qkv_proj` and
+//! gate and up as one `mlp.gate_up_proj`; the model holds them split, under the names
+//! below (`self_attn.q_proj`, …, as the pruning targets and [`crate::Model::weight`] know
+//! them), and the writer joins them again. Layers that read one input share its Gram:
+//! q, k, v (one fused target's rows, for Phi-3) and gate, up.
 
 /// The seven linear layers of a decoder block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,11 +1,42 @@
 //! The tensor operations of the decoder forward, on `candle` tensors.
 
+use crate::arch::{Activation, BlockSpec, NormForm};
 use candle_core::{Tensor, D};
 
 pub(super) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     let var = x.sqr()?.mean_keepdim(D::Minus1)?;
     let inv = (var + eps)?.sqrt()?.recip()?;
     x.broadcast_mul(&inv)?.broadcast_mul(w)
+}
+
+/// An RMSNorm over the last dimension in the family's form: `· w`, or `· (1 + w)`
+/// (computed as transformers' Gemma does, the normalised `x` times `1 + w`).
+pub(super) fn norm(
+    x: &Tensor,
+    w: &Tensor,
+    spec: &BlockSpec,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    match spec.norm {
+        NormForm::Weight => rms_norm(x, w, eps),
+        NormForm::OnePlusWeight => rms_norm(x, &(w + 1.0)?, eps),
+    }
+}
+
+/// The MLP activation.
+pub(super) fn activation(x: &Tensor, spec: &BlockSpec) -> candle_core::Result<Tensor> {
+    match spec.activation {
+        Activation::Silu => x.silu(),
+        Activation::GeluTanh => x.gelu(),
+    }
+}
+
+/// `cap · tanh(x / cap)` when there is a cap.
+pub(super) fn softcap(x: Tensor, cap: Option<f64>) -> candle_core::Result<Tensor> {
+    match cap {
+        Some(c) => (x / c)?.tanh()? * c,
+        None => Ok(x),
+    }
 }
 
 /// `x [n, d_in] · wᵀ + b`.

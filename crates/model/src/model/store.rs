@@ -10,13 +10,23 @@ use std::path::PathBuf;
 use tokenizers::Tokenizer;
 
 /// The weights of one decoder block, f32 on the CPU. Linear weights are `[d_out, d_in]`
-/// as in PyTorch.
+/// as in PyTorch; fused checkpoint matrices (Phi-3) are held split. Norm weights are as
+/// stored; the family's [`crate::BlockSpec`] says how and where each applies.
 #[derive(Debug, Clone)]
 pub struct BlockWeights {
     /// RMSNorm before attention, `[hidden]`.
     pub input_layernorm: Tensor,
-    /// RMSNorm before the MLP, `[hidden]`.
+    /// RMSNorm before the MLP, `[hidden]` (Gemma: on the attention output, before the
+    /// residual add).
     pub post_attention_layernorm: Tensor,
+    /// Gemma: RMSNorm before the MLP, `[hidden]`.
+    pub pre_feedforward_layernorm: Option<Tensor>,
+    /// Gemma: RMSNorm on the MLP output, before the residual add, `[hidden]`.
+    pub post_feedforward_layernorm: Option<Tensor>,
+    /// Qwen3, Gemma 3: RMSNorm over each query head, `[head_dim]`.
+    pub q_norm: Option<Tensor>,
+    /// Qwen3, Gemma 3: RMSNorm over each key head, `[head_dim]`.
+    pub k_norm: Option<Tensor>,
     /// The seven linear weights, indexed like [`LinearKind::ALL`].
     pub linear: [Tensor; 7],
     /// Optional biases (Qwen2 has q/k/v biases), indexed like [`LinearKind::ALL`].
@@ -24,7 +34,7 @@ pub struct BlockWeights {
 }
 
 impl BlockWeights {
-    fn idx(kind: LinearKind) -> usize {
+    pub(crate) fn idx(kind: LinearKind) -> usize {
         LinearKind::ALL
             .iter()
             .position(|k| *k == kind)
