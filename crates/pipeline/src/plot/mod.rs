@@ -8,11 +8,11 @@
 //! spread of kept counts per layer.
 //!
 //! The figure is a pure function of the report. The PNG is the SVG rendered, with the
-//! DejaVu Sans font compiled in ([`raster`]), so it is the same on a machine without
+//! DejaVu Sans font compiled in ([`svg_to_png`]), so it is the same on a machine without
 //! system fonts.
 
 mod panels;
-pub mod raster;
+mod raster;
 
 use crate::report::{LayerReport, RunReport};
 use crate::summary::{layer_kind, KINDS};

@@ -91,8 +91,12 @@ pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<
     if f.cfg.output.plot {
         let svg = crate::plot::run_plot_svg(&report);
         write_atomic(&dir.join("error.svg"), svg.as_bytes())?;
-        let png = crate::plot::run_plot_png(&report)?;
-        write_atomic(&dir.join("error.png"), &png)?;
+        // Rendering our own SVG does not fail in practice; if it did, only the PNG would
+        // be lost, never the run (the figure can be drawn again from `report.json`:
+        // example `run_figure`).
+        if let Ok(png) = crate::plot::run_plot_png(&report) {
+            write_atomic(&dir.join("error.png"), &png)?;
+        }
     }
     report.total_seconds = elapsed();
     report.peak_memory_bytes = peak_memory_bytes();
