@@ -29,6 +29,8 @@ pub fn ppl_plot_svg(rows: &[CompareRow]) -> Option<String> {
     let mut methods: Vec<String> = points.iter().map(|r| method(r)).collect();
     methods.sort();
     methods.dedup();
+    // plotters measures text with the fonts registered by this crate only.
+    crate::plot::register_fonts();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1200, 600)).into_drawing_area();
@@ -115,11 +117,9 @@ fn draw<DB: DrawingBackend>(
             vec![(10, y), (40, y)],
             color.stroke_width(3),
         ))?;
-        legend_area.draw(&Text::new(
-            label.clone(),
-            (48, y - 8),
-            ("sans-serif", 15).into_font(),
-        ))?;
+        // A long method name gets a smaller font rather than running off the figure.
+        let font = crate::plot::fit(&legend_area, label, 15, FontStyle::Normal, 56);
+        legend_area.draw(&Text::new(label.clone(), (48, y - 8), font))?;
     }
     Ok(())
 }

@@ -108,6 +108,7 @@ fn prunes_smollm2_end_to_end() {
     let dense = parsed.dense_ppl.expect("dense perplexity");
     assert!(pruned.ppl > dense.ppl, "pruning should cost perplexity");
     assert!(out.join("error.svg").is_file());
+    assert!(out.join("error.png").is_file());
     // The written model reloads through our loader and reproduces the perplexity.
     let model = sparseswaps_model::load(&out.join("model")).unwrap();
     let ids = model

@@ -268,7 +268,8 @@ pub struct OutputSection {
     /// Write the pruned model (default true).
     #[serde(default = "yes")]
     pub model: bool,
-    /// Write `error.svg`, the per-layer relative error plot (default true).
+    /// Write the run's figure, `error.svg` and `error.png`: relative layer error by block
+    /// and layer kind (default true).
     #[serde(default = "yes")]
     pub plot: bool,
     /// Save every target's dense weights and Gram matrix under `layers/` (default

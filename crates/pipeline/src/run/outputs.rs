@@ -1,5 +1,5 @@
 //! A finished run's outputs, written into the staging directory: the report, the pruned
-//! model, the masks and the plot.
+//! model, the masks and the figure (`error.svg`, `error.png`).
 
 use super::blocks::Masks;
 use crate::config::PipelineConfig;
@@ -89,8 +89,14 @@ pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<
     ]);
     write_safetensors_atomic(&dir.join("masks.safetensors"), f.masks, Some(meta))?;
     if f.cfg.output.plot {
-        let svg = crate::plot::error_plot_svg(&report.layers);
+        let svg = crate::plot::run_plot_svg(&report);
         write_atomic(&dir.join("error.svg"), svg.as_bytes())?;
+        // Rendering our own SVG does not fail in practice; if it did, only the PNG would
+        // be lost, never the run (the figure can be drawn again from `report.json`:
+        // example `run_figure`).
+        if let Ok(png) = crate::plot::run_plot_png(&report) {
+            write_atomic(&dir.join("error.png"), &png)?;
+        }
     }
     report.total_seconds = elapsed();
     report.peak_memory_bytes = peak_memory_bytes();
