@@ -67,4 +67,4 @@ pub use model::{
 pub use ppl::{perplexity, perplexity_of_file, read_text, Perplexity};
 pub use tokenizers::Tokenizer;
 pub use window::SlidingWindow;
-pub use write::{save_hf_dir, SaveDtype};
+pub use write::{save_hf_dir, save_hf_dir_sharded, ModelWriter, SaveDtype, DEFAULT_SHARD_SIZE};

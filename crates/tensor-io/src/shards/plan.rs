@@ -64,8 +64,11 @@ pub struct ShardLayout {
 /// Where every tensor of an ordered list goes: the shards, the offsets, the headers.
 ///
 /// Sharding follows transformers (`huggingface_hub.split_torch_state_dict_into_shards`):
-/// tensors are taken in order; one larger than the shard size gets a shard of its own;
-/// otherwise a tensor that would push the current shard over the size starts a new one.
+/// tensors are taken in order, and a tensor that would push the current shard over the
+/// size starts a new one; one larger than the shard size gets a shard of its own. Unlike
+/// huggingface_hub, which files such a tensor ahead of the shard being filled, the shard
+/// being filled is closed first: tensors keep their order across shards, so a writer
+/// taking them in order has one shard open at a time.
 /// Inside a file the data are laid out as `safetensors::serialize` lays them out (by
 /// dtype alignment, then name) and the header is the one it writes, with the metadata's
 /// keys sorted: the same list gives the same bytes in every process.
@@ -198,6 +201,10 @@ fn split(sizes: &[u64], max: u64) -> Vec<Vec<usize>> {
     let mut current_size = 0u64;
     for (i, &size) in sizes.iter().enumerate() {
         if size > max {
+            if !current.is_empty() {
+                shards.push(std::mem::take(&mut current));
+                current_size = 0;
+            }
             shards.push(vec![i]);
             continue;
         }

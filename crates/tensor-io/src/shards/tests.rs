@@ -80,6 +80,13 @@ fn planning_follows_transformers_and_is_deterministic() {
     // A tensor larger than the shard size gets a shard of its own.
     let big = plan(100);
     assert!(big.shards().iter().any(|s| s.tensors == [0]));
+    assert!(big.shards().iter().any(|s| s.tensors == [3]));
+    let order: Vec<usize> = big
+        .shards()
+        .iter()
+        .flat_map(|s| s.tensors.clone())
+        .collect();
+    assert_eq!(order, (0..big.tensors().len()).collect::<Vec<_>>());
     let one = plan(super::DEFAULT_SHARD_SIZE);
     assert_eq!(one.shards().len(), 1);
     assert_eq!(one.shards()[0].file_name, "model.safetensors");
