@@ -130,6 +130,7 @@ fn report_sans_timings(dir: &Path) -> Value {
     let o = v.as_object_mut().unwrap();
     o.remove("total_seconds");
     o.remove("peak_memory_bytes");
+    o.remove("memory");
     for l in o["layers"].as_array_mut().unwrap() {
         l.as_object_mut().unwrap().remove("seconds");
     }
