@@ -25,3 +25,6 @@ pub fn check_limit(plan: &MemoryPlan, limit: Option<u64>) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,7 +86,7 @@ fn d_in_of(cfg: &LlamaConfig, p: CapturePoint) -> u64 {
 
 fn phase(name: &str, mut parts: Vec<Part>) -> PhaseEstimate {
     parts.retain(|p| p.bytes > 0);
-    parts.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     PhaseEstimate {
         phase: name.into(),
         bytes: parts.iter().map(|p| p.bytes).sum(),
