@@ -13,7 +13,7 @@ use crate::report::LayerReport;
 use crate::staging::{self, BlockTargets, Manifest, Staging};
 use crate::warm::WarmStart;
 use sparseswaps_core::{Pattern, RefineOptions};
-use sparseswaps_model::{CapturePoint, LinearKind, Model, ModelWriter, SaveDtype, Tensor};
+use sparseswaps_model::{CapturePoint, LinearKind, Model, ModelWriter, Tensor};
 use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
 use std::collections::HashMap;
@@ -50,16 +50,9 @@ pub struct Plan<'a> {
 /// Every target's mask, in pruning order: `(layer name, u8 mask)`.
 pub type Masks = Vec<(String, OwnedTensor)>;
 
-/// Restores the blocks an earlier process finished (`0..blocks_done`): returns their
-/// masks, and puts their pruned weights, read back from the staged shards `writer`
-/// continues, into `model` (for the pruned evaluation).
-pub fn restore(
-    model: &mut Model,
-    staging: &Staging,
-    writer: &ModelWriter,
-    targets: &Targets,
-    blocks_done: usize,
-) -> Result<Masks> {
+/// The masks of the blocks an earlier process finished (`0..blocks_done`). Their pruned
+/// weights are in the staged model's shards, which the pruned evaluation reads.
+pub fn restore(staging: &Staging, targets: &Targets, blocks_done: usize) -> Result<Masks> {
     let mut masks = Masks::new();
     for l in 0..blocks_done {
         let restored = staging::read_block(staging.path(), l)?;
@@ -71,14 +64,7 @@ pub fn restore(
                 reason: format!("block {l} holds targets {got:?}, the config selects {expected:?}"),
             });
         }
-        // TODO(lead): release_block — with blocks streamed from disk, the pruned
-        // evaluation reads the finished blocks from the staged shards instead, and this
-        // read-back goes.
-        for (name, mask) in restored {
-            let wname = format!("{name}.weight");
-            model.set_weight(&wname, writer.read_back(&wname)?)?;
-            masks.push((name, mask));
-        }
+        masks.extend(restored);
     }
     Ok(masks)
 }
@@ -88,24 +74,6 @@ fn release_block(model: &mut Model, l: usize) {
     // TODO(lead): release_block — `model.release_block(l)` once the streaming model
     // (helper `stream`) has it; until then every block stays resident.
     let _ = (model, l);
-}
-
-/// Writes the finished block `l` to the staged model, and makes `model` hold its targets'
-/// weights as written (rounded to the output dtype), which the pruned evaluation sees.
-fn write_finished(
-    model: &mut Model,
-    writer: &mut ModelWriter,
-    l: usize,
-    finished: &BlockTargets,
-) -> Result<()> {
-    writer.write_block(l, model.block(l)?)?;
-    if writer.dtype() != SaveDtype::F32 {
-        for (name, _) in finished {
-            let wname = format!("{name}.weight");
-            model.set_weight(&wname, writer.read_back(&wname)?)?;
-        }
-    }
-    Ok(())
 }
 
 /// Prunes blocks `manifest.blocks_done..manifest.blocks`, writing each to the staged
@@ -169,7 +137,7 @@ pub fn prune_blocks(
             }
         }
         manifest.layers.extend(reports);
-        write_finished(model, writer, l, &finished)?;
+        writer.write_block(l, model.block(l)?)?;
         writer.sync()?;
         checkpoint(staging, manifest, l, &finished, &hidden, elapsed)?;
         release_block(model, l);

@@ -256,6 +256,24 @@ fn open_writer(
     Ok(w)
 }
 
+/// The pruned perplexity of the model as written in `dir` (its dtype; the finished blocks
+/// of an earlier process included), loaded once `model` is dropped, so that one model is
+/// resident at a time.
+fn evaluate_written(
+    model: Model,
+    dir: &Path,
+    cfg: &PipelineConfig,
+    texts: &Texts,
+    events: Events<'_>,
+) -> Result<Option<crate::report::PplReport>> {
+    if cfg.eval.is_none() {
+        return Ok(None);
+    }
+    drop(model);
+    let written = sparseswaps_model::load(dir)?;
+    calibration::evaluate(&written, cfg, texts, "pruned", events)
+}
+
 /// Dense evaluation, the block loop with its checkpoints (each block written to the
 /// staged model as it finishes), the rest of the model written, pruned evaluation and
 /// the final outputs, in the staging directory; renames it into place at the end.
@@ -315,9 +333,9 @@ fn prune_and_write(
     }
 
     meter.start("prune loop", &mem_plan);
-    // Blocks finished by an earlier process: their masks, and their pruned weights from
-    // the staged shards.
-    let mut masks = blocks::restore(&mut model, staging, &writer, targets, manifest.blocks_done)?;
+    // Blocks finished by an earlier process: their masks (their weights are in the
+    // staged shards).
+    let mut masks = blocks::restore(staging, targets, manifest.blocks_done)?;
     events(Event::PruneStart {
         blocks: manifest.blocks,
         targets: targets.values().map(|v| v.len()).sum(),
@@ -359,7 +377,7 @@ fn prune_and_write(
     outputs::finish_model(&mut model, writer)?;
 
     meter.start("pruned eval", &mem_plan);
-    let pruned_ppl = calibration::evaluate(&model, cfg, texts, "pruned", events)?;
+    let pruned_ppl = evaluate_written(model, &model_dir, cfg, texts, events)?;
     let memory = meter.report(&mem_plan);
     events(Event::Stage(format!("writing {}", out_dir.display())));
     let finished = outputs::Finished {

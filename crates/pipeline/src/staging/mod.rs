@@ -33,12 +33,12 @@
 //! killed process wrote past its last manifest is written again, at the same offsets,
 //! with the same bytes, because the shard plan (every file's header and every tensor's
 //! offset) is a function of the model's config, the dtype and `output.shard_size`
-//! alone. The finished blocks' pruned weights a resumed run needs (for the pruned
-//! evaluation) are read back from those shards: the pruned evaluation therefore always
-//! sees the weights as written (rounded to the output dtype; the same f32 values for an
-//! f32 output, and for bf16/f16 outputs of plain masks, whose kept weights are the
+//! alone. The pruned evaluation loads the finished `model/` (a resumed run's earlier
+//! blocks included): it sees the weights as written, in the output dtype (the same
+//! values as the f32 weights of the block loop for an f32 output, and for bf16/f16
+//! outputs of a bf16/f16 source pruned by masks alone, whose kept weights are the
 //! source's). `model/` is written even when `output.model = false` (it is the
-//! checkpoint) and removed before publishing then.
+//! checkpoint of the pruned weights) and removed before publishing then.
 //!
 //! Every file is written under a temporary name, fsynced and renamed, and the directory
 //! is fsynced after the block files and again after the manifest, so that the manifest
