@@ -184,7 +184,15 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
         phases.push(phase("dense eval", e.clone()));
     }
     phases.push(prune);
-    if let Some(e) = eval {
+    if let Some(mut e) = eval {
+        if x.residency == Residency::AllF32 {
+            // The pruned evaluation loads the written model whole: its mapped shards
+            // are resident while their tensors are widened.
+            e.push(part(
+                "written model's file pages while it loads",
+                x.model_disk,
+            ));
+        }
         phases.push(phase("pruned eval", e));
     }
     let largest = (vocab * h).max(i * h).max(q * h);

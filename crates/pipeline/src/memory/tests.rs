@@ -89,6 +89,11 @@ fn the_plan_counts_what_the_issue_lists() {
         4 * (128_256 * h + h + 16 * block / 4)
     );
     assert!(all.peak_bytes > p.peak_bytes);
+    assert_eq!(
+        part_of(&all, "pruned eval", "written model's file pages"),
+        2_471_645_608
+    );
+    assert_eq!(part_of(&p, "pruned eval", "written model's file pages"), 0);
 }
 
 #[test]
