@@ -1,5 +1,6 @@
 //! `sparseswaps run`: config errors reach the user as one line and a non-zero exit,
-//! before any model is loaded, and leave no output directory.
+//! before any model is loaded, and leave no output directory; so does a memory plan over
+//! `--max-memory`.
 
 use std::process::Command;
 
@@ -26,6 +27,8 @@ fn config_errors_are_one_line() {
         ("[model]\npath = \"m\"\n[calibration]\ntext = \"c\"\n[pattern]\nsparsity = 0.5\n[refine]\nbackend = \"tpu\"\n[output]\ndir = \"OUT\"\n", "refine.backend = 'tpu'"),
         ("[model]\npath = \"/nonexistent/model.gguf\"\n[calibration]\ntext = \"c\"\n[pattern]\nsparsity = 0.5\n[output]\ndir = \"OUT\"\n", "/nonexistent/model.gguf: no such file"),
         ("[model\npath = 1", "p.toml"),
+        ("[model]\npath = \"m\"\n[calibration]\ntext = \"c\"\n[pattern]\nsparsity = 0.5\n[output]\ndir = \"OUT\"\nshard_size = \"5 apples\"\n", "output.shard_size: '5 apples' is not a size"),
+        ("[model]\npath = \"m\"\n[calibration]\ntext = \"c\"\n[pattern]\nsparsity = 0.5\n[output]\ndir = \"OUT\"\n[run]\nmax_memory = \"lots\"\n", "run.max_memory: 'lots' is not a size"),
     ];
     for (text, needle) in cases {
         let p = dir.path().join("p.toml");
@@ -38,4 +41,45 @@ fn config_errors_are_one_line() {
     }
     let (ok, err) = run(&[dir.path().join("missing.toml").to_str().unwrap()]);
     assert!(!ok && err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn a_plan_over_max_memory_is_refused_in_one_line() {
+    use sparseswaps_testkit::tiny;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny::write_hf(
+        &d.join("model"),
+        "LlamaForCausalLM",
+        &tiny::weights(5, false, true),
+        true,
+        1,
+    );
+    std::fs::write(
+        d.join("calib.txt"),
+        "tiny words for a tiny model. ".repeat(30),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let toml = format!(
+        "[model]\npath = \"{m}\"\n[calibration]\ntext = \"{c}\"\nsamples = 2\nseq_len = 16\n[pattern]\nsparsity = 0.5\n[output]\ndir = \"{o}\"\n",
+        m = d.join("model").display(),
+        c = d.join("calib.txt").display(),
+        o = out.display()
+    );
+    let p = d.join("p.toml");
+    std::fs::write(&p, toml).unwrap();
+    let (ok, err) = run(&[p.to_str().unwrap(), "--quiet", "--max-memory", "0.000001"]);
+    assert!(!ok, "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("does not fit the memory limit of 0.00 GB: estimated peak memory")
+            && errors[0].contains("disk to write"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (ok, err) = run(&[p.to_str().unwrap(), "--max-memory", "much"]);
+    assert!(!ok && err.contains("'much' is not a size"), "{err}");
+    assert!(!out.exists());
 }

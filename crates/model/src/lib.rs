@@ -12,7 +12,10 @@
 //!   [`Model::block_forward_capture`] (block output and the input of each linear
 //!   layer), [`Model::weight`] / [`Model::set_weight`] by HF name, [`Model::logits`];
 //! - [`perplexity_of_file`] over consecutive windows (see [`ppl`] for the exact rules);
-//! - [`save_hf_dir`]: an HF directory transformers loads, written atomically.
+//! - [`save_hf_dir`]: an HF directory transformers loads, written atomically, in shards
+//!   of 5 GB (transformers' default) or of the size [`save_hf_dir_sharded`] is given;
+//!   [`ModelWriter`]: the same directory written part by part (embedding, each block,
+//!   head) as a pipeline finishes them, planned from the config, resumable.
 //!
 //! What it is not for: generation at speed (there is no KV cache), GPUs, training.
 //! It never prints; long operations report progress through a callback.
@@ -70,4 +73,4 @@ pub use model::{
 pub use ppl::{perplexity, perplexity_of_file, read_text, Perplexity};
 pub use tokenizers::Tokenizer;
 pub use window::SlidingWindow;
-pub use write::{save_hf_dir, SaveDtype};
+pub use write::{save_hf_dir, save_hf_dir_sharded, ModelWriter, SaveDtype, DEFAULT_SHARD_SIZE};

@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod layer;
+pub mod memory;
 pub mod plot;
 pub mod refine_layer;
 pub mod refit;

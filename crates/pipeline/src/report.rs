@@ -103,8 +103,13 @@ pub struct RunReport {
     pub sparsity: f64,
     /// Wall-clock seconds of the whole run.
     pub total_seconds: f64,
-    /// Peak resident memory in bytes (Linux `VmHWM`), when known.
+    /// Peak resident memory in bytes (Linux `VmHWM`), when known: the largest of the
+    /// phases' peaks (`memory.measured`).
     pub peak_memory_bytes: Option<u64>,
+    /// The memory plan (estimated peak per phase, disk to write) and the peak measured
+    /// in each phase this process ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::MemoryReport>,
     /// Backend used, and why CUDA was not, when `auto` fell back.
     pub backend: String,
     /// Why `auto` fell back to the CPU, if it did.
@@ -128,10 +133,8 @@ pub fn mean_median(v: &[f64]) -> (f64, f64) {
     (mean, median)
 }
 
-/// Peak resident set size of this process (Linux), in bytes.
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes: since the process
+/// started, or since the last reset of the high-water mark (see [`crate::memory`]).
 pub fn peak_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::memory::vm_hwm()
 }

@@ -8,6 +8,9 @@
 //!   widened from f16, bf16, f32 (or narrowed from f64) with its shape;
 //! - [`write_safetensors_atomic`]: a safetensors file written under a temporary name,
 //!   synced and renamed into place, so a crash never leaves a file that looks whole;
+//! - [`shards`]: a sharded safetensors checkpoint (transformers' layout) planned from
+//!   the list of its tensors and written one tensor at a time, each shard published as
+//!   soon as it is complete;
 //! - [`widen`]: a tensor's raw bytes widened to f32 or f64, for every crate that reads
 //!   weights or Grams.
 //!
@@ -17,7 +20,8 @@
 //!
 //! `error` (the error type), `spec` (`FILE[:TENSOR]`), `file` (reading, parsing and
 //! diagnosing a safetensors file, picking a tensor), `widen` (dtype widening), `read`
-//! (typed tensor reads), `write` (serialising and atomic writes). Every public item is
+//! (typed tensor reads), `write` (serialising and atomic writes), `shards` (sharded
+//! checkpoints: `plan`, then `writer`). Every public item is
 //! re-exported here.
 
 #![warn(missing_docs)]
@@ -25,6 +29,7 @@
 mod error;
 mod file;
 mod read;
+pub mod shards;
 mod spec;
 pub mod widen;
 mod write;
@@ -35,6 +40,7 @@ pub use read::{
     read_tensor_f32, read_tensor_f64, read_tensor_u8, tensor_f64_from_bytes, tensor_u8_from_bytes,
     Loaded,
 };
+pub use shards::{PlannedTensor, ShardPlan, ShardWriter, DEFAULT_SHARD_SIZE};
 pub use spec::TensorSpec;
 pub use widen::WidenError;
 pub use write::{check_output_dir, write_atomic, write_safetensors_atomic, OwnedTensor};

@@ -25,6 +25,16 @@ pub struct Args {
     /// No progress bars (log lines only).
     #[arg(long)]
     quiet: bool,
+    /// Refuse to start when the run's memory plan (printed at the start) estimates a
+    /// peak above this: gigabytes (`20`), or a size with a unit (`18GiB`, `500MB`).
+    /// Overrides the config's `run.max_memory`.
+    #[arg(long, value_name = "GB", value_parser = parse_gb)]
+    max_memory: Option<u64>,
+}
+
+/// `--max-memory`: a bare number is gigabytes.
+fn parse_gb(s: &str) -> std::result::Result<u64, String> {
+    sparseswaps_pipeline::config::parse_size(s, 1_000_000_000)
 }
 
 fn style(t: &str) -> ProgressStyle {
@@ -184,6 +194,7 @@ pub fn run(args: Args) -> Result<()> {
         force: args.force,
         resume: args.resume,
         plugin_dirs: args.plugin_dir.clone(),
+        max_memory: args.max_memory,
     };
     let events = |ev: Event| {
         if let Ok(mut b) = bars.lock() {

@@ -11,9 +11,11 @@ use std::path::Path;
 
 mod objective;
 mod paths;
+mod size;
 
 pub use objective::Objective;
 pub use paths::{expand_path, glob_match};
+pub use size::{parse_size, ByteSize};
 
 /// A whole pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +41,19 @@ pub struct PipelineConfig {
     /// Perplexity evaluation (optional).
     #[serde(default)]
     pub eval: Option<EvalSection>,
+    /// Limits of the run (optional; left out of the canonical form when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSection>,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Refuse to start when the memory plan's estimated peak exceeds this: bytes, or a
+    /// string with a unit (`"20GB"`). `--max-memory` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<ByteSize>,
 }
 
 /// `[model]`.
@@ -276,6 +291,11 @@ pub struct OutputSection {
     /// false), to re-run single layers with `refine-layer`.
     #[serde(default)]
     pub save_grams: bool,
+    /// Largest shard of the written model: bytes, or a string with a unit (`"5GB"`,
+    /// the default, as transformers' `max_shard_size`). Left out of the canonical form
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_size: Option<ByteSize>,
 }
 
 fn yes() -> bool {
@@ -376,10 +396,36 @@ impl PipelineConfig {
                 return Err(bad("eval: windows must be >= 1 and seq_len >= 2".into()));
             }
         }
+        self.shard_size(path)?;
+        self.max_memory(path)?;
         if self.targets.include.is_empty() {
             return Err(bad("targets.include is empty: nothing to prune".into()));
         }
         Ok(())
+    }
+
+    /// `output.shard_size` in bytes (default 5 GB).
+    pub fn shard_size(&self, path: &Path) -> Result<u64> {
+        self.output
+            .shard_size
+            .as_ref()
+            .map_or(Ok(sparseswaps_model::DEFAULT_SHARD_SIZE), |s| {
+                s.bytes().map_err(|e| PipelineError::Config {
+                    path: path.into(),
+                    reason: format!("output.shard_size: {e}"),
+                })
+            })
+    }
+
+    /// `run.max_memory` in bytes, when set.
+    pub fn max_memory(&self, path: &Path) -> Result<Option<u64>> {
+        match self.run.as_ref().and_then(|r| r.max_memory.as_ref()) {
+            None => Ok(None),
+            Some(s) => s.bytes().map(Some).map_err(|e| PipelineError::Config {
+                path: path.into(),
+                reason: format!("run.max_memory: {e}"),
+            }),
+        }
     }
 
     /// The sparsity pattern.

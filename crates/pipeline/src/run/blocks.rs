@@ -1,6 +1,7 @@
 //! The block loop: for each block, the Gram matrices of its targets' inputs from the
 //! calibration hidden states, each target through the layer path, the pruned block's
-//! outputs handed to the next block, and a checkpoint.
+//! outputs handed to the next block, the block written to the staged model's shards, and
+//! a checkpoint.
 
 use super::targets::{groups, layer_name, sorted_names, Targets};
 use crate::compute::Compute;
@@ -12,7 +13,7 @@ use crate::report::LayerReport;
 use crate::staging::{self, BlockTargets, Manifest, Staging};
 use crate::warm::WarmStart;
 use sparseswaps_core::{Pattern, RefineOptions};
-use sparseswaps_model::{CapturePoint, LinearKind, Model, Tensor};
+use sparseswaps_model::{CapturePoint, LinearKind, Model, ModelWriter, Tensor};
 use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
 use std::collections::HashMap;
@@ -49,14 +50,9 @@ pub struct Plan<'a> {
 /// Every target's mask, in pruning order: `(layer name, u8 mask)`.
 pub type Masks = Vec<(String, OwnedTensor)>;
 
-/// Restores the blocks an earlier process finished (`0..blocks_done`) into `model`, and
-/// returns their masks.
-pub fn restore(
-    model: &mut Model,
-    staging: &Staging,
-    targets: &Targets,
-    blocks_done: usize,
-) -> Result<Masks> {
+/// The masks of the blocks an earlier process finished (`0..blocks_done`). Their pruned
+/// weights are in the staged model's shards, which the pruned evaluation reads.
+pub fn restore(staging: &Staging, targets: &Targets, blocks_done: usize) -> Result<Masks> {
     let mut masks = Masks::new();
     for l in 0..blocks_done {
         let restored = staging::read_block(staging.path(), l)?;
@@ -68,18 +64,25 @@ pub fn restore(
                 reason: format!("block {l} holds targets {got:?}, the config selects {expected:?}"),
             });
         }
-        for (name, mask, w) in restored {
-            model.set_weight_f32(&format!("{name}.weight"), w)?;
-            masks.push((name, mask));
-        }
+        masks.extend(restored);
     }
     Ok(masks)
 }
 
-/// Prunes blocks `manifest.blocks_done..manifest.blocks`, checkpointing each, appending
-/// their masks to `masks` and their report rows to `manifest.layers`.
+/// Drops block `l`'s weights from memory once it is written.
+fn release_block(model: &mut Model, l: usize) {
+    // TODO(lead): release_block — `model.release_block(l)` once the streaming model
+    // (helper `stream`) has it; until then every block stays resident.
+    let _ = (model, l);
+}
+
+/// Prunes blocks `manifest.blocks_done..manifest.blocks`, writing each to the staged
+/// model through `writer` and checkpointing it, appending their masks to `masks` and
+/// their report rows to `manifest.layers`.
+#[allow(clippy::too_many_arguments)]
 pub fn prune_blocks(
     model: &mut Model,
+    writer: &mut ModelWriter,
     plan: &Plan<'_>,
     manifest: &mut Manifest,
     staging: &mut Staging,
@@ -119,7 +122,7 @@ pub fn prune_blocks(
                         &grams[&k.input()],
                         events,
                     )?;
-                    masks.push((rep.name.clone(), done.1.clone()));
+                    masks.push(done.clone());
                     finished.push(done);
                     events(Event::LayerDone(Box::new(rep.clone())));
                     reports.push(rep);
@@ -134,14 +137,18 @@ pub fn prune_blocks(
             }
         }
         manifest.layers.extend(reports);
+        writer.write_block(l, model.block(l)?)?;
+        writer.sync()?;
         checkpoint(staging, manifest, l, &finished, &hidden, elapsed)?;
+        release_block(model, l);
         events(Event::BlockDone { index: l });
     }
     Ok(())
 }
 
-/// Checkpoints block `l`: the block's files first, then the manifest that counts them;
-/// the previous hidden states only once that manifest is durable.
+/// Checkpoints block `l` (its shards already synced): the block's files first, then the
+/// manifest that counts them; the previous hidden states only once that manifest is
+/// durable.
 fn checkpoint(
     staging: &mut Staging,
     manifest: &mut Manifest,
@@ -222,7 +229,7 @@ fn capture_grams(
 }
 
 /// Prunes target `k` of block `l` through the layer path and puts its final weights
-/// into `model`. Returns its report row and its checkpoint entry.
+/// into `model`. Returns its report row and its checkpoint entry (name and mask).
 fn prune_target(
     model: &mut Model,
     plan: &Plan<'_>,
@@ -231,7 +238,7 @@ fn prune_target(
     k: LinearKind,
     gram: &Gram,
     events: Events<'_>,
-) -> Result<(LayerReport, (String, OwnedTensor, OwnedTensor))> {
+) -> Result<(LayerReport, (String, OwnedTensor))> {
     let name = layer_name(l, k);
     let wname = k.weight_name(l);
     let dims = model.weight(&wname)?.dims().to_vec();
@@ -256,12 +263,10 @@ fn prune_target(
         save_layer(dir, &name, &dims, gram, &dense)?;
     }
     let report = outcome.report(&name, l, plan.pattern, plan.warm.name());
-    // The layer path's weights are what the next block sees and what is checkpointed and
-    // written.
-    let pruned = OwnedTensor::f32(dims.clone(), &outcome.weights);
+    // The layer path's weights are what the next block sees and what is written.
     model.set_weight_f32(&wname, outcome.weights)?;
     let mask = OwnedTensor::u8(dims, outcome.mask.into_vec());
-    Ok((report, (name, mask, pruned)))
+    Ok((report, (name, mask)))
 }
 
 /// A linear layer's dense weights as row-major f32.

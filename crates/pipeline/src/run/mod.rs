@@ -17,12 +17,13 @@ pub use calibration::{draw_windows, sha256_path};
 use crate::compute::{search_name, Compute};
 use crate::config::{expand_path, Objective, PipelineConfig};
 use crate::error::{PipelineError, Result};
+use crate::memory::{self, MemoryPlan, Meter};
 use crate::report::RunReport;
 use crate::staging::{self, Manifest, Staging, Start};
 use crate::warm::WarmStart;
 use calibration::{Inputs, Texts};
 use sparseswaps_core::{Pattern, RefineOptions};
-use sparseswaps_model::{Model, SaveDtype};
+use sparseswaps_model::{Model, ModelWriter, SaveDtype};
 use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -40,6 +41,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Extra directories searched for warm-start plugins.
     pub plugin_dirs: Vec<PathBuf>,
+    /// Refuse to start when the memory plan's estimated peak exceeds this many bytes
+    /// (`--max-memory`; overrides `run.max_memory`).
+    pub max_memory: Option<u64>,
 }
 
 /// Runs a pipeline: loads, calibrates, prunes block by block, evaluates and writes the
@@ -96,6 +100,11 @@ pub fn run(
     let model = sparseswaps_model::load(&inputs.model)?;
     let targets = targets::select_targets(&model, cfg)?;
     targets::check_widths(&model, &targets, &pattern)?;
+    let shard_size = cfg.shard_size(config_path)?;
+    let plan = memory_plan(cfg, config_path, &model, &targets, save_dtype, shard_size)?;
+    events(Event::Note(plan.summary()));
+    let limit = opts.max_memory.or(cfg.max_memory(config_path)?);
+    memory::check_limit(&plan, limit)?;
     events(Event::Stage(
         "tokenizing calibration and evaluation text".into(),
     ));
@@ -135,6 +144,8 @@ pub fn run(
         compute: &compute,
         ropts: &ropts,
         save_dtype,
+        shard_size,
+        plan,
         out_dir: &out_dir,
         start,
         force,
@@ -170,6 +181,8 @@ struct Job<'a> {
     compute: &'a Compute,
     ropts: &'a RefineOptions,
     save_dtype: SaveDtype,
+    shard_size: u64,
+    plan: MemoryPlan,
     out_dir: &'a Path,
     start: Instant,
     force: bool,
@@ -177,8 +190,93 @@ struct Job<'a> {
     fresh: bool,
 }
 
-/// Dense evaluation, the block loop with its checkpoints, pruned evaluation and the
-/// final outputs, in the staging directory; renames it into place at the end.
+/// The memory plan of a run of `cfg` on `model` (its config only: no weight is read).
+fn memory_plan(
+    cfg: &PipelineConfig,
+    config_path: &Path,
+    model: &Model,
+    targets: &Targets,
+    save_dtype: SaveDtype,
+    shard_size: u64,
+) -> Result<MemoryPlan> {
+    let shards = ModelWriter::plan(model, Path::new("model"), save_dtype, shard_size)?;
+    let out_bytes = shards
+        .tensors()
+        .first()
+        .map_or(4, |t| (t.dtype.bitsize() / 8) as u64);
+    let stored_bytes = match model.source().dtype {
+        sparseswaps_model::SourceDtype::F16 | sparseswaps_model::SourceDtype::BF16 => 2,
+        _ => 4,
+    };
+    let sequential = cfg.sequential(config_path)?;
+    // The largest group of targets pruned at once (its Grams live together).
+    let group = targets
+        .values()
+        .flat_map(|kinds| targets::groups(kinds, sequential))
+        .max_by_key(|g| g.len())
+        .unwrap_or_default();
+    let shapes: Vec<[usize; 2]> = targets
+        .values()
+        .flat_map(|kinds| kinds.iter())
+        .map(|&k| sparseswaps_model::write::linear_shape(model.config(), k))
+        .collect();
+    let c = &cfg.calibration;
+    Ok(memory::plan(&memory::PlanInputs {
+        model: model.config(),
+        stored_bytes,
+        // TODO(lead): release_block — `OneBlock` once the model streams its blocks.
+        residency: memory::Residency::AllF32,
+        calibration: (c.samples, c.seq_len, c.micro_batch),
+        eval: cfg.eval.as_ref().map(|e| (e.windows, e.seq_len)),
+        group: &group,
+        targets: &shapes,
+        model_disk: shards.disk_size(),
+        out_bytes,
+        save_grams: cfg.output.save_grams,
+    }))
+}
+
+/// The writer of the staged model `dir`: a fresh one, its embedding written and synced
+/// before the first manifest can count it, or the one a resumed run continues after
+/// its `blocks_done` finished blocks.
+fn open_writer(
+    model: &Model,
+    dir: &Path,
+    dtype: SaveDtype,
+    shard_size: u64,
+    resume_after: Option<usize>,
+) -> Result<ModelWriter> {
+    if let Some(done) = resume_after {
+        return Ok(ModelWriter::resume(model, dir, dtype, shard_size, done)?);
+    }
+    std::fs::create_dir_all(dir).map_err(crate::error::io_err(dir))?;
+    let mut w = ModelWriter::begin(model, dir, dtype, shard_size)?;
+    w.write_embedding(model.embed_tokens())?;
+    w.sync()?;
+    Ok(w)
+}
+
+/// The pruned perplexity of the model as written in `dir` (its dtype; the finished blocks
+/// of an earlier process included), loaded once `model` is dropped, so that one model is
+/// resident at a time.
+fn evaluate_written(
+    model: Model,
+    dir: &Path,
+    cfg: &PipelineConfig,
+    texts: &Texts,
+    events: Events<'_>,
+) -> Result<Option<crate::report::PplReport>> {
+    if cfg.eval.is_none() {
+        return Ok(None);
+    }
+    drop(model);
+    let written = sparseswaps_model::load(dir)?;
+    calibration::evaluate(&written, cfg, texts, "pruned", events)
+}
+
+/// Dense evaluation, the block loop with its checkpoints (each block written to the
+/// staged model as it finishes), the rest of the model written, pruned evaluation and
+/// the final outputs, in the staging directory; renames it into place at the end.
 fn prune_and_write(
     job: Job<'_>,
     mut manifest: Manifest,
@@ -196,6 +294,8 @@ fn prune_and_write(
         compute,
         ropts,
         save_dtype,
+        shard_size,
+        plan: mem_plan,
         out_dir,
         start,
         force,
@@ -203,9 +303,19 @@ fn prune_and_write(
     } = job;
     let seconds_before = manifest.seconds;
     let elapsed = || seconds_before + start.elapsed().as_secs_f64();
+    let mut meter = Meter::default();
+    let model_dir = staging.path().join("model");
+    let mut writer = open_writer(
+        &model,
+        &model_dir,
+        save_dtype,
+        shard_size,
+        (!fresh).then_some(manifest.blocks_done),
+    )?;
 
     let dense = match &cfg.eval {
         Some(e) if e.dense && manifest.dense_ppl.is_none() => {
+            meter.start("dense eval", &mem_plan);
             calibration::evaluate(&model, cfg, texts, "dense", events)?
         }
         _ => None,
@@ -222,8 +332,10 @@ fn prune_and_write(
         }
     }
 
-    // Blocks finished by an earlier process: their pruned weights and masks.
-    let mut masks = blocks::restore(&mut model, staging, targets, manifest.blocks_done)?;
+    meter.start("prune loop", &mem_plan);
+    // Blocks finished by an earlier process: their masks (their weights are in the
+    // staged shards).
+    let mut masks = blocks::restore(staging, targets, manifest.blocks_done)?;
     events(Event::PruneStart {
         blocks: manifest.blocks,
         targets: targets.values().map(|v| v.len()).sum(),
@@ -251,6 +363,7 @@ fn prune_and_write(
     };
     blocks::prune_blocks(
         &mut model,
+        &mut writer,
         &plan,
         &mut manifest,
         staging,
@@ -259,11 +372,16 @@ fn prune_and_write(
         events,
     )?;
 
-    let pruned_ppl = calibration::evaluate(&model, cfg, texts, "pruned", events)?;
+    meter.start("writing", &mem_plan);
+    events(Event::Stage(format!("writing {}", model_dir.display())));
+    outputs::finish_model(&mut model, writer)?;
+
+    meter.start("pruned eval", &mem_plan);
+    let pruned_ppl = evaluate_written(model, &model_dir, cfg, texts, events)?;
+    let memory = meter.report(&mem_plan);
     events(Event::Stage(format!("writing {}", out_dir.display())));
     let finished = outputs::Finished {
         cfg,
-        model: &model,
         masks: &masks,
         manifest: &manifest,
         calibration_tokens: texts.calibration.len(),
@@ -271,7 +389,7 @@ fn prune_and_write(
         pattern,
         warm_start: warm.name(),
         backend: (compute.backend().name(), compute.note()),
-        save_dtype,
+        memory,
     };
     let report = outputs::write(&finished, staging.path(), &elapsed)?;
     staging.publish(out_dir, force, events)?;

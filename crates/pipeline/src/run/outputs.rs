@@ -1,13 +1,15 @@
-//! A finished run's outputs, written into the staging directory: the report, the pruned
-//! model, the masks and the figure (`error.svg`, `error.png`).
+//! A finished run's outputs, written into the staging directory: the rest of the pruned
+//! model (blocks after the last target, final norm, head, config and tokenizer), the
+//! report, the masks and the figure (`error.svg`, `error.png`).
 
 use super::blocks::Masks;
 use crate::config::PipelineConfig;
-use crate::error::{PipelineError, Result};
-use crate::report::{mean_median, peak_memory_bytes, PplReport, RunReport};
+use crate::error::{io_err, PipelineError, Result};
+use crate::memory::MemoryReport;
+use crate::report::{mean_median, PplReport, RunReport};
 use crate::staging::Manifest;
 use sparseswaps_core::Pattern;
-use sparseswaps_model::{Model, SaveDtype};
+use sparseswaps_model::{Model, ModelWriter};
 use sparseswaps_tensor_io::{write_atomic, write_safetensors_atomic};
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,8 +18,6 @@ use std::path::Path;
 pub struct Finished<'a> {
     /// The config as run.
     pub cfg: &'a PipelineConfig,
-    /// The pruned model.
-    pub model: &'a Model,
     /// Every target's mask, in pruning order.
     pub masks: &'a Masks,
     /// The final manifest: inputs, report rows, dense perplexity.
@@ -32,8 +32,22 @@ pub struct Finished<'a> {
     pub warm_start: &'a str,
     /// The backend's name, and why `auto` chose the CPU.
     pub backend: (&'a str, Option<&'a str>),
-    /// dtype of the written model.
-    pub save_dtype: SaveDtype,
+    /// The memory plan and the measured peaks.
+    pub memory: MemoryReport,
+}
+
+/// Writes what the block loop left of the staged model: the blocks after the last
+/// target, copied from the source in order, the final norm and the head, then the
+/// config, tokenizer and shard index.
+pub fn finish_model(model: &mut Model, mut writer: ModelWriter) -> Result<()> {
+    while let Some(l) = writer.next_block() {
+        writer.write_block(l, model.block(l)?)?;
+        // TODO(lead): release_block — `model.release_block(l)` here too.
+    }
+    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
+    writer.write_head(model.final_norm(), head)?;
+    writer.finish(model)?;
+    Ok(())
 }
 
 /// The run report of `f` (its `total_seconds` and `peak_memory_bytes` filled in by
@@ -66,6 +80,7 @@ pub fn report(f: &Finished<'_>) -> RunReport {
         sparsity: if total > 0.0 { pruned / total } else { 0.0 },
         total_seconds: 0.0,
         peak_memory_bytes: None,
+        memory: Some(f.memory.clone()),
         backend: f.backend.0.to_string(),
         backend_note: f.backend.1.map(str::to_string),
     }
@@ -75,9 +90,10 @@ pub fn report(f: &Finished<'_>) -> RunReport {
 /// run's seconds so far.
 pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<RunReport> {
     let mut report = report(f);
-    if f.cfg.output.model {
-        // `true`: a model directory left by a process killed while writing is replaced.
-        sparseswaps_model::save_hf_dir(f.model, &dir.join("model"), f.save_dtype, true)?;
+    if !f.cfg.output.model {
+        // The staged model was the checkpoint of the pruned weights, not an output.
+        let m = dir.join("model");
+        std::fs::remove_dir_all(&m).map_err(io_err(&m))?;
     }
     let meta = HashMap::from([
         ("pattern".to_string(), f.pattern.to_string()),
@@ -99,7 +115,7 @@ pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<
         }
     }
     report.total_seconds = elapsed();
-    report.peak_memory_bytes = peak_memory_bytes();
+    report.peak_memory_bytes = f.memory.measured.iter().filter_map(|p| p.peak_bytes).max();
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Input(e.to_string()))?;
     write_atomic(&dir.join("report.json"), json.as_bytes())?;

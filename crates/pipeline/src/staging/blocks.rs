@@ -1,5 +1,5 @@
-//! The tensors of a checkpoint: each finished block's masks and pruned weights, and the
-//! hidden states the last finished block hands on.
+//! The tensors of a checkpoint: each finished block's masks, and the hidden states the
+//! last finished block hands on. (The pruned weights are in the staged model's shards.)
 
 use crate::error::{io_err as io, PipelineError, Result};
 use sparseswaps_model::{Device, Tensor};
@@ -18,23 +18,21 @@ fn hidden_path(staging: &Path, l: usize) -> PathBuf {
         .join(format!("hidden-{l:05}.safetensors"))
 }
 
-/// One finished block's targets: `(layer name, mask, pruned weights)`.
-pub type BlockTargets = Vec<(String, OwnedTensor, OwnedTensor)>;
+/// One finished block's targets: `(layer name, mask)`.
+pub type BlockTargets = Vec<(String, OwnedTensor)>;
 
-/// Writes block `l`'s masks and pruned weights (atomically).
+/// Writes block `l`'s masks (atomically).
 pub fn write_block(staging: &Path, l: usize, targets: &BlockTargets) -> Result<()> {
-    let mut tensors = Vec::with_capacity(2 * targets.len());
-    for (name, mask, weight) in targets {
-        tensors.push((format!("mask/{name}"), mask.clone()));
-        tensors.push((format!("weight/{name}"), weight.clone()));
-    }
+    let tensors: Vec<(String, OwnedTensor)> = targets
+        .iter()
+        .map(|(name, mask)| (format!("mask/{name}"), mask.clone()))
+        .collect();
     write_safetensors_atomic(&block_path(staging, l), &tensors, None)?;
     Ok(())
 }
 
-/// Reads block `l`'s masks and pruned weights (as [`write_block`] wrote them), the
-/// pruned weights as row-major f32.
-pub fn read_block(staging: &Path, l: usize) -> Result<Vec<(String, OwnedTensor, Vec<f32>)>> {
+/// Reads block `l`'s masks (as [`write_block`] wrote them), sorted by layer name.
+pub fn read_block(staging: &Path, l: usize) -> Result<BlockTargets> {
     let p = block_path(staging, l);
     let bytes = sparseswaps_tensor_io::read_file(&p)?;
     let st = sparseswaps_tensor_io::parse(&p, &bytes)?;
@@ -53,27 +51,7 @@ pub fn read_block(staging: &Path, l: usize) -> Result<Vec<(String, OwnedTensor, 
         let m = st
             .tensor(&format!("mask/{name}"))
             .map_err(|e| bad(format!("mask/{name}: {e}")))?;
-        let w = st
-            .tensor(&format!("weight/{name}"))
-            .map_err(|e| bad(format!("weight/{name}: {e}")))?;
-        if w.dtype() != safetensors::Dtype::F32 || w.shape() != m.shape() {
-            return Err(bad(format!(
-                "weight/{name}: {:?} {:?}, expected F32 {:?}",
-                w.dtype(),
-                w.shape(),
-                m.shape()
-            )));
-        }
-        let weights = w
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        out.push((
-            name,
-            OwnedTensor::u8(m.shape().to_vec(), m.data().to_vec()),
-            weights,
-        ));
+        out.push((name, OwnedTensor::u8(m.shape().to_vec(), m.data().to_vec())));
     }
     Ok(out)
 }

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use sparseswaps_tensor_io::write_atomic;
 use std::path::{Path, PathBuf};
 
-/// Version of the checkpoint layout; a checkpoint of another format is refused.
-pub const FORMAT: u32 = 1;
+/// Version of the checkpoint layout; a checkpoint of another format is refused. Format 2:
+/// block files hold masks only, the pruned weights are in the staged model's shards.
+pub const FORMAT: u32 = 2;
 
 /// `checkpoint/manifest.json`: everything a resumed run needs besides the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

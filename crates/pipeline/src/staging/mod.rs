@@ -13,13 +13,32 @@
 //!   many blocks are finished, the report rows of their layers, the dense perplexity when
 //!   it was evaluated, and the seconds spent so far;
 //! - `block-NNNNN.safetensors` per finished block ([`blocks`]): for each target,
-//!   `mask/NAME` (u8, 1 = kept) and `weight/NAME` (the pruned weights, f32, exactly as
-//!   the model holds them). The weights are stored rather than recomputed from the source
-//!   and the mask so that a step that changes kept weights needs no change here;
+//!   `mask/NAME` (u8, 1 = kept);
 //! - `hidden-NNNNN.safetensors`: the hidden states (f32, one tensor `h.I` per
 //!   micro-batch) that the last finished block hands to the next. Only the latest is
 //!   kept: the previous one is deleted once the manifest that no longer needs it is
 //!   durable.
+//!
+//! Beside `checkpoint/`, `model/` is the pruned model being written (format 2 of the
+//! checkpoint): its shards (`model-0000i-of-0000N.safetensors`, transformers' layout,
+//! in the written dtype) are written as the blocks finish, in the fixed order
+//! embedding, blocks, final norm, head, each shard under the temporary name
+//! `.FILE.partial` until its last tensor is in, then synced and renamed. The shards are
+//! the checkpoint of the pruned weights, so the checkpoint's own size does not grow
+//! with the model: the writer is synced before each manifest, and a manifest counting
+//! `blocks_done` blocks guarantees that the embedding and blocks `0..blocks_done` are
+//! durable in `model/` (in finished shards and in the one `.partial` being filled). A
+//! resumed run reopens that `.partial` at the first tensor of block `blocks_done` and
+//! removes every later shard file (see `ShardWriter::resume` in tensor-io): whatever a
+//! killed process wrote past its last manifest is written again, at the same offsets,
+//! with the same bytes, because the shard plan (every file's header and every tensor's
+//! offset) is a function of the model's config, the dtype and `output.shard_size`
+//! alone. The pruned evaluation loads the finished `model/` (a resumed run's earlier
+//! blocks included): it sees the weights as written, in the output dtype (the same
+//! values as the f32 weights of the block loop for an f32 output, and for bf16/f16
+//! outputs of a bf16/f16 source pruned by masks alone, whose kept weights are the
+//! source's). `model/` is written even when `output.model = false` (it is the
+//! checkpoint of the pruned weights) and removed before publishing then.
 //!
 //! Every file is written under a temporary name, fsynced and renamed, and the directory
 //! is fsynced after the block files and again after the manifest, so that the manifest

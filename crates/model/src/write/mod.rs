@@ -1,12 +1,21 @@
 //! Writing a model as a Hugging Face directory that transformers' `*ForCausalLM` and
-//! this crate's loader read back.
+//! this crate's loader read back: `layout` (the checkpoint's tensors from the config,
+//! in transformers' order), `incremental` ([`ModelWriter`], part by part into shards);
+//! this file has the dtype, the whole-model [`save_hf_dir`] and the side files
+//! (config, tokenizer).
+
+mod incremental;
+mod layout;
+
+pub use incremental::ModelWriter;
+pub use layout::{block_layout, block_tensors, hf_layout, linear_shape};
+pub use sparseswaps_tensor_io::shards::DEFAULT_SHARD_SIZE;
 
 use crate::error::{io_err, ModelError, Result};
 use crate::model::{Model, SourceDtype};
 use candle_core::Tensor;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde_json::json;
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -39,7 +48,8 @@ impl std::str::FromStr for SaveDtype {
     }
 }
 
-fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
+/// `dtype` with [`SaveDtype::Source`] replaced by the source's dtype.
+pub(crate) fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
     match (dtype, source) {
         (SaveDtype::Source, SourceDtype::F16) => SaveDtype::F16,
         (SaveDtype::Source, SourceDtype::BF16) => SaveDtype::BF16,
@@ -48,10 +58,8 @@ fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
     }
 }
 
-/// A tensor ready to serialise: dtype, shape, little-endian bytes.
-type Encoded = (Dtype, Vec<usize>, Vec<u8>);
-
-fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Encoded> {
+/// The little-endian bytes of `t` in `dtype` (resolved).
+pub(crate) fn encode(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Vec<u8>> {
     let data = t
         .flatten_all()
         .and_then(|t| t.to_vec1::<f32>())
@@ -59,25 +67,17 @@ fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Encoded> {
             context: format!("reading tensor '{name}' for writing"),
             source,
         })?;
-    let (dt, bytes): (Dtype, Vec<u8>) = match dtype {
-        SaveDtype::F16 => (
-            Dtype::F16,
-            data.iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
-        ),
-        SaveDtype::BF16 => (
-            Dtype::BF16,
-            data.iter()
-                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-                .collect(),
-        ),
-        _ => (
-            Dtype::F32,
-            data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ),
-    };
-    Ok((dt, t.dims().to_vec(), bytes))
+    Ok(match layout::st_dtype(dtype) {
+        Dtype::F16 => data
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => data
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        _ => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    })
 }
 
 /// Files of a source HF directory copied as they are (they configure generation and the
@@ -90,11 +90,25 @@ const AUX_FILES: [&str; 4] = [
 ];
 
 /// Writes `model` as a Hugging Face directory at `out`: `config.json`,
-/// `model.safetensors`, `tokenizer.json` (and, from an HF source, its tokenizer and
-/// generation configs). Everything is written into a temporary directory beside `out`,
-/// which is then renamed into place: a failure leaves no partial `out`. An existing
-/// `out` is an error unless `overwrite`.
+/// `model.safetensors` (sharded as transformers shards at its default 5 GB:
+/// `model-0000i-of-0000N.safetensors` and `model.safetensors.index.json`),
+/// `tokenizer.json` (and, from an HF source, its tokenizer and generation configs).
+/// Everything is written into a temporary directory beside `out`, which is then renamed
+/// into place: a failure leaves no partial `out`. An existing `out` is an error unless
+/// `overwrite`.
 pub fn save_hf_dir(model: &Model, out: &Path, dtype: SaveDtype, overwrite: bool) -> Result<()> {
+    save_hf_dir_sharded(model, out, dtype, overwrite, DEFAULT_SHARD_SIZE)
+}
+
+/// [`save_hf_dir`] with shards of at most `shard_size` bytes of tensor data (a tensor
+/// larger than that alone in its shard).
+pub fn save_hf_dir_sharded(
+    model: &Model,
+    out: &Path,
+    dtype: SaveDtype,
+    overwrite: bool,
+    shard_size: u64,
+) -> Result<()> {
     if out.exists() && !overwrite {
         return Err(ModelError::OutputExists { path: out.into() });
     }
@@ -116,7 +130,7 @@ pub fn save_hf_dir(model: &Model, out: &Path, dtype: SaveDtype, overwrite: bool)
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    let res = write_into(model, &tmp, dtype).and_then(|()| {
+    let res = write_into(model, &tmp, dtype, shard_size).and_then(|()| {
         if out.exists() {
             // Replace: move the old one aside first so a failed rename loses nothing.
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -137,57 +151,27 @@ pub fn save_hf_dir(model: &Model, out: &Path, dtype: SaveDtype, overwrite: bool)
     res
 }
 
-fn write_into(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
+fn write_into(model: &Model, dir: &Path, dtype: SaveDtype, shard_size: u64) -> Result<()> {
+    let mut w = ModelWriter::begin(model, dir, dtype, shard_size)?;
+    w.write_embedding(model.embed_tokens())?;
+    for l in 0..model.num_layers() {
+        w.write_block(l, model.block(l)?)?;
+    }
+    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
+    w.write_head(model.final_norm(), head)?;
+    w.finish(model)
+}
+
+/// `config.json`, the tokenizer and the copied side files of a checkpoint in `dtype`
+/// (resolved).
+pub(crate) fn write_side_files(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
     let src = model.source();
-    let dtype = resolve(dtype, &src.dtype);
     let torch_dtype = match dtype {
         SaveDtype::F16 => "float16",
         SaveDtype::BF16 => "bfloat16",
         _ => "float32",
     };
     let cfg = model.config();
-    // Weights.
-    let mut named: Vec<(String, &Tensor)> = vec![
-        ("model.embed_tokens.weight".into(), model.embed_tokens()),
-        ("model.norm.weight".into(), model.final_norm()),
-    ];
-    if !cfg.tie_word_embeddings {
-        named.push(("lm_head.weight".into(), model.lm_head()));
-    }
-    // Each family's own names (fused matrices joined again): see `assemble::block_tensors`.
-    let blocks: Vec<(String, Tensor)> = (0..model.num_layers())
-        .map(|l| crate::assemble::block_tensors(cfg, l, model.block(l)?))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    named.extend(blocks.iter().map(|(n, t)| (n.clone(), t)));
-    let owned: Vec<(String, Encoded)> = named
-        .into_iter()
-        .map(|(n, t)| bytes_of(&n, t, dtype).map(|b| (n, b)))
-        .collect::<Result<_>>()?;
-    let st_path = dir.join("model.safetensors");
-    let views = owned
-        .iter()
-        .map(|(n, (dt, shape, bytes))| {
-            TensorView::new(*dt, shape.clone(), bytes)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| ModelError::BadTensor {
-                    name: n.clone(),
-                    reason: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // transformers refuses safetensors files without `format: pt` metadata.
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), &st_path).map_err(|e| {
-        ModelError::Safetensors {
-            path: st_path.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    drop(owned);
-
     // config.json.
     let config = cfg.to_hf_json(torch_dtype, src.hf_config.as_ref());
     write_json(&dir.join("config.json"), &config)?;

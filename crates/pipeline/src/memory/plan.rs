@@ -1,0 +1,265 @@
+//! The estimate of a run's peak memory, per phase, from the model's config and the
+//! run's config alone (no weight is read), and the disk it will write.
+
+use serde::{Deserialize, Serialize};
+use sparseswaps_model::{CapturePoint, LinearKind, LlamaConfig};
+
+/// One part of a phase's estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// What it is.
+    pub what: String,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The estimate of one phase: what is resident at its peak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseEstimate {
+    /// `dense eval`, `prune loop`, `pruned eval` or `writing`.
+    pub phase: String,
+    /// Sum of the parts.
+    pub bytes: u64,
+    /// The parts, largest first.
+    pub parts: Vec<Part>,
+}
+
+/// How the model's weights are held while the run works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Residency {
+    /// Every weight loaded as f32 for the whole run.
+    AllF32,
+    /// Embedding and head in their stored dtype, one block at a time in f32.
+    OneBlock,
+}
+
+/// The memory plan of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryPlan {
+    /// How the weights are held.
+    pub residency: Residency,
+    /// The largest phase estimate.
+    pub peak_bytes: u64,
+    /// The phase it belongs to.
+    pub peak_phase: String,
+    /// Every phase.
+    pub phases: Vec<PhaseEstimate>,
+    /// Bytes the run writes: the model's shards, masks, the checkpoint's hidden states
+    /// (and the saved Grams when asked for).
+    pub disk_bytes: u64,
+}
+
+/// What the plan is computed from.
+#[derive(Debug, Clone)]
+pub struct PlanInputs<'a> {
+    /// The model's config.
+    pub model: &'a LlamaConfig,
+    /// Bytes per value of the stored weights (2 for bf16/f16; 4 for f32 and GGUF,
+    /// whose quantized types are dequantized).
+    pub stored_bytes: u64,
+    /// How the weights are held.
+    pub residency: Residency,
+    /// Calibration windows, tokens per window, windows per micro-batch.
+    pub calibration: (usize, usize, usize),
+    /// Evaluation windows and tokens per window, when the run evaluates.
+    pub eval: Option<(usize, usize)>,
+    /// The linear layers pruned at once (one group of a block; the largest counts).
+    pub group: &'a [LinearKind],
+    /// Every target's `[d_out, d_in]`.
+    pub targets: &'a [[usize; 2]],
+    /// Bytes of the model's output files (the shard plan's disk size).
+    pub model_disk: u64,
+    /// Bytes per value of the written model.
+    pub out_bytes: u64,
+    /// Whether every target's dense weights and Gram are saved.
+    pub save_grams: bool,
+}
+
+fn d_in_of(cfg: &LlamaConfig, p: CapturePoint) -> u64 {
+    (match p {
+        CapturePoint::Attn | CapturePoint::Mlp => cfg.hidden_size,
+        CapturePoint::AttnOut => cfg.num_attention_heads * cfg.head_dim,
+        CapturePoint::MlpAct => cfg.intermediate_size,
+    }) as u64
+}
+
+fn phase(name: &str, mut parts: Vec<Part>) -> PhaseEstimate {
+    parts.retain(|p| p.bytes > 0);
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+    PhaseEstimate {
+        phase: name.into(),
+        bytes: parts.iter().map(|p| p.bytes).sum(),
+        parts,
+    }
+}
+
+fn part(what: impl Into<String>, bytes: u64) -> Part {
+    Part {
+        what: what.into(),
+        bytes,
+    }
+}
+
+/// The plan of a run with inputs `x`.
+pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
+    let c = x.model;
+    let (h, i, q) = (
+        c.hidden_size as u64,
+        c.intermediate_size as u64,
+        (c.num_attention_heads * c.head_dim) as u64,
+    );
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let vocab = c.vocab_size as u64;
+    let block_values = 2 * h + q * h + 2 * kv * h + h * q + 3 * i * h;
+    let head_values = if c.tie_word_embeddings { 0 } else { vocab * h };
+    let held = match x.residency {
+        Residency::AllF32 => part(
+            "all weights (f32)",
+            4 * (vocab * h + head_values + h + c.num_hidden_layers as u64 * block_values),
+        ),
+        Residency::OneBlock => part(
+            "embedding and head (stored dtype)",
+            x.stored_bytes * (vocab * h + head_values),
+        ),
+    };
+    let block = match x.residency {
+        Residency::AllF32 => 0,
+        Residency::OneBlock => 4 * block_values,
+    };
+    let (samples, seq, micro) = x.calibration;
+    let (samples, seq, micro) = (samples as u64, seq as u64, micro as u64);
+    let tokens = micro * seq;
+    let heads = c.num_attention_heads as u64;
+    let mut points: Vec<CapturePoint> = x.group.iter().map(|k| k.input()).collect();
+    points.sort_by_key(|p| *p as u8);
+    points.dedup();
+    let gram_values: u64 = points.iter().map(|&p| d_in_of(c, p).pow(2)).sum();
+    let widest = x
+        .targets
+        .iter()
+        .map(|s| (s[0] * s[1]) as u64)
+        .max()
+        .unwrap_or(0);
+    let d_in_max = x.targets.iter().map(|s| s[1] as u64).max().unwrap_or(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let forward_tmp =
+        |batch: u64, seq: u64| batch * seq * i * 4 * 2 + batch * heads * seq * seq * 4;
+    let prune = phase(
+        "prune loop",
+        vec![
+            held.clone(),
+            part("block weights (f32)", block),
+            part(
+                format!("Grams (f64, {} capture points)", points.len()),
+                8 * gram_values,
+            ),
+            part("Gram f32 copies", 4 * gram_values),
+            part("calibration hidden states (f32)", samples * seq * h * 4),
+            part("block output of one micro-batch", tokens * h * 4),
+            part(
+                "captured activations (one micro-batch)",
+                tokens * (2 * h + q + i) * 4,
+            ),
+            part("block forward temporaries", forward_tmp(micro, seq)),
+            part("layer in flight (dense, pruned f32, mask)", widest * 9),
+            part("row states (f64)", threads * d_in_max * 8 * 2),
+        ],
+    );
+    let mut phases = Vec::new();
+    let eval = x.eval.map(|(windows, eseq)| {
+        let (windows, eseq) = (windows as u64, eseq as u64);
+        vec![
+            held.clone(),
+            part("block weights (f32)", block),
+            part("evaluation hidden states (f32)", windows * eseq * h * 4),
+            part(
+                "LM-head chunk (logits of one window, f32)",
+                eseq * vocab * 4,
+            ),
+            part("block forward temporaries", forward_tmp(1, eseq)),
+        ]
+    });
+    if let Some(e) = &eval {
+        phases.push(phase("dense eval", e.clone()));
+    }
+    phases.push(prune);
+    if let Some(mut e) = eval {
+        if x.residency == Residency::AllF32 {
+            // The pruned evaluation loads the written model whole: its mapped shards
+            // are resident while their tensors are widened.
+            e.push(part(
+                "written model's file pages while it loads",
+                x.model_disk,
+            ));
+        }
+        phases.push(phase("pruned eval", e));
+    }
+    let largest = (vocab * h).max(i * h).max(q * h);
+    phases.push(phase(
+        "writing",
+        vec![
+            held,
+            part("block weights (f32)", block),
+            part(
+                "one tensor (f32 and written dtype)",
+                largest * (4 + x.out_bytes),
+            ),
+        ],
+    ));
+    let top = phases
+        .iter()
+        .max_by_key(|p| p.bytes)
+        .cloned()
+        .unwrap_or_else(|| phase("none", Vec::new()));
+    let masks: u64 = x.targets.iter().map(|s| (s[0] * s[1]) as u64).sum();
+    let grams: u64 = if x.save_grams {
+        x.targets
+            .iter()
+            .map(|s| 4 * (s[0] * s[1] + s[1] * s[1]) as u64)
+            .sum()
+    } else {
+        0
+    };
+    MemoryPlan {
+        residency: x.residency,
+        peak_bytes: top.bytes,
+        peak_phase: top.phase,
+        phases,
+        disk_bytes: x.model_disk + masks + 2 * samples * seq * h * 4 + grams,
+    }
+}
+
+/// `1.23 GB` (decimal, as `--max-memory` and `output.shard_size` read them).
+pub fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+impl MemoryPlan {
+    /// One line: the peak, its phase and its parts, the other phases, the disk.
+    pub fn summary(&self) -> String {
+        let top = self.phases.iter().find(|p| p.phase == self.peak_phase);
+        let parts = top
+            .map(|p| {
+                p.parts
+                    .iter()
+                    .map(|x| format!("{} {}", x.what, gb(x.bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let others = self
+            .phases
+            .iter()
+            .filter(|p| p.phase != self.peak_phase)
+            .map(|p| format!("{} {}", p.phase, gb(p.bytes)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "estimated peak memory {} in the {} ({parts}); {others}; disk to write {}",
+            gb(self.peak_bytes),
+            self.peak_phase,
+            gb(self.disk_bytes)
+        )
+    }
+}
