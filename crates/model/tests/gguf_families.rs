@@ -1,11 +1,21 @@
 //! GGUF files of the families beyond Llama and Qwen2, made here from the parity fixtures
-//! with llama.cpp's tensor names and metadata (f32 tensors): Qwen3 must match
-//! transformers as its Hugging Face directory does; an architecture the crate does not
+//! as llama.cpp's `convert_hf_to_gguf.py` writes them (f32 tensors): its tensor names,
+//! its metadata keys, Gemma's norm weights stored as `1 + w`, Phi-3's `attn_qkv` and
+//! `ffn_up` (gate then up) fused. Qwen3, Gemma 2, Gemma 3 and Phi-3 must match
+//! transformers as their Hugging Face directories do, and convert to a directory of
+//! their family that reloads with the same logits; an architecture the crate does not
 //! read from GGUF is refused, naming it and listing those it reads.
+//!
+//! The tokenizer is the fixture's own byte-level BPE, written as a `gpt2` tokenizer.
+//! Two fixture settings llama.cpp's converter does not record are written with
+//! llama.cpp's general keys (see `gguf/family.rs`): Gemma's `query_pre_attn_scalar` (24,
+//! where llama.cpp implies `head_dim`, 16) as `attention.scale`, and Gemma 3's two-block
+//! `layer_types` (llama.cpp implies five sliding blocks in six) as
+//! `attention.sliding_window_pattern`.
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use safetensors::SafeTensors;
-use sparseswaps_model::{load, save_hf_dir, Device, SaveDtype, Tensor};
+use sparseswaps_model::{load, perplexity, save_hf_dir, Device, Model, SaveDtype, Tensor};
 use std::path::{Path, PathBuf};
 
 fn fixture(family: &str) -> PathBuf {
@@ -14,8 +24,10 @@ fn fixture(family: &str) -> PathBuf {
         .join(family)
 }
 
-/// llama.cpp's name of an HF tensor (no Q/K permutation: Qwen rotates halves, as HF).
-fn gguf_name(hf: &str) -> String {
+/// llama.cpp's name of an HF tensor (no Q/K permutation: these families rotate halves,
+/// as HF), from `gguf-py/gguf/tensor_mapping.py`; Gemma's four norms have names of their
+/// own.
+fn gguf_name(hf: &str, gemma: bool) -> String {
     match hf {
         "model.embed_tokens.weight" => return "token_embd.weight".into(),
         "model.norm.weight" => return "output_norm.weight".into(),
@@ -24,25 +36,96 @@ fn gguf_name(hf: &str) -> String {
     }
     let rest = hf.strip_prefix("model.layers.").unwrap();
     let (l, m) = rest.split_once('.').unwrap();
-    let g = match m {
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "ffn_norm.weight",
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "self_attn.q_norm.weight" => "attn_q_norm.weight",
-        "self_attn.k_norm.weight" => "attn_k_norm.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        other => panic!("no GGUF name for {other}"),
+    let g = match (m, gemma) {
+        ("input_layernorm.weight", _) => "attn_norm.weight",
+        ("post_attention_layernorm.weight", false) => "ffn_norm.weight",
+        ("post_attention_layernorm.weight", true) => "post_attention_norm.weight",
+        ("pre_feedforward_layernorm.weight", true) => "ffn_norm.weight",
+        ("post_feedforward_layernorm.weight", true) => "post_ffw_norm.weight",
+        ("self_attn.q_proj.weight", _) => "attn_q.weight",
+        ("self_attn.k_proj.weight", _) => "attn_k.weight",
+        ("self_attn.v_proj.weight", _) => "attn_v.weight",
+        ("self_attn.qkv_proj.weight", _) => "attn_qkv.weight",
+        ("self_attn.o_proj.weight", _) => "attn_output.weight",
+        ("self_attn.q_norm.weight", _) => "attn_q_norm.weight",
+        ("self_attn.k_norm.weight", _) => "attn_k_norm.weight",
+        ("mlp.gate_proj.weight", _) => "ffn_gate.weight",
+        ("mlp.up_proj.weight", _) => "ffn_up.weight",
+        ("mlp.gate_up_proj.weight", _) => "ffn_up.weight",
+        ("mlp.down_proj.weight", _) => "ffn_down.weight",
+        (other, _) => panic!("no GGUF name for {other}"),
     };
     format!("blk.{l}.{g}")
 }
 
+/// The metadata `convert_hf_to_gguf.py` writes for `arch` beyond the common keys, from
+/// the fixture's `config.json` `cfg`, and the general keys for what it does not record.
+fn family_metadata(arch: &str, cfg: &serde_json::Value) -> Vec<(String, gguf_file::Value)> {
+    use gguf_file::Value;
+    let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
+    let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+    let key = |k: &str| format!("{arch}.{k}");
+    let scale = || {
+        let s = cfg["query_pre_attn_scalar"].as_f64().unwrap();
+        Value::F32((1.0 / s.sqrt()) as f32)
+    };
+    match arch {
+        "gemma2" => vec![
+            (key("attn_logit_softcapping"), f("attn_logit_softcapping")),
+            (key("final_logit_softcapping"), f("final_logit_softcapping")),
+            (key("attention.sliding_window"), u("sliding_window")),
+            (key("attention.scale"), scale()),
+        ],
+        "gemma3" => {
+            let types = cfg["layer_types"].as_array().unwrap();
+            assert!(cfg["final_logit_softcapping"].is_null());
+            vec![
+                (
+                    key("rope.freq_base"),
+                    Value::F32(
+                        cfg["rope_parameters"]["full_attention"]["rope_theta"]
+                            .as_f64()
+                            .unwrap() as f32,
+                    ),
+                ),
+                (key("attention.sliding_window"), u("sliding_window")),
+                (key("attention.scale"), scale()),
+                (
+                    key("attention.sliding_window_pattern"),
+                    Value::Array(
+                        types
+                            .iter()
+                            .map(|t| Value::Bool(t == "sliding_attention"))
+                            .collect(),
+                    ),
+                ),
+            ]
+        }
+        "phi3" => vec![
+            (
+                key("rope.freq_base"),
+                Value::F32(cfg["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32),
+            ),
+            (
+                key("rope.scaling.original_context_length"),
+                u("original_max_position_embeddings"),
+            ),
+            (key("attention.sliding_window"), u("sliding_window")),
+        ],
+        _ => vec![(
+            key("rope.freq_base"),
+            Value::F32(cfg["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32),
+        )],
+    }
+}
+
 /// The fixture of `family` as a GGUF file of architecture `arch` at `out`.
 fn write_gguf(family: &str, arch: &str, out: &Path) {
+    write_gguf_with(family, arch, out, &|_| true);
+}
+
+/// [`write_gguf`] with only the metadata keys `keep` accepts.
+fn write_gguf_with(family: &str, arch: &str, out: &Path, keep: &dyn Fn(&str) -> bool) {
     use gguf_file::Value;
     let dir = fixture(family).join("model");
     let cfg: serde_json::Value =
@@ -58,7 +141,7 @@ fn write_gguf(family: &str, arch: &str, out: &Path) {
         .collect();
     vocab.sort();
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
-    let md: Vec<(String, Value)> = vec![
+    let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (format!("{arch}.block_count"), u("num_hidden_layers")),
         (
@@ -82,10 +165,6 @@ fn write_gguf(family: &str, arch: &str, out: &Path) {
         (format!("{arch}.attention.value_length"), u("head_dim")),
         (format!("{arch}.rope.dimension_count"), u("head_dim")),
         (
-            format!("{arch}.rope.freq_base"),
-            Value::F32(cfg["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32),
-        ),
-        (
             format!("{arch}.attention.layer_norm_rms_epsilon"),
             Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
         ),
@@ -99,20 +178,29 @@ fn write_gguf(family: &str, arch: &str, out: &Path) {
         ),
         ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
     ];
+    md.extend(family_metadata(arch, &cfg));
+    md.retain(|(k, _)| keep(k));
+    let gemma = arch.starts_with("gemma");
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let tensors: Vec<(String, QTensor)> = st
         .tensors()
         .into_iter()
         .map(|(n, v)| {
+            // llama.cpp's Gemma converters store every norm weight as `1 + w`.
+            let shift = if gemma && n.ends_with("norm.weight") {
+                1.0
+            } else {
+                0.0
+            };
             let vals: Vec<f32> = v
                 .data()
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) + shift)
                 .collect();
             let t = Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap();
             (
-                gguf_name(&n),
+                gguf_name(&n, gemma),
                 QTensor::quantize(&t, GgmlDType::F32).unwrap(),
             )
         })
@@ -123,8 +211,8 @@ fn write_gguf(family: &str, arch: &str, out: &Path) {
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
-/// Transformers' ids and logits `[seq][vocab]` for a fixture.
-fn expected(family: &str) -> (String, Vec<u32>, Vec<Vec<f32>>) {
+/// Transformers' text, ids, logits `[seq][vocab]` and perplexity for a fixture.
+fn expected(family: &str) -> (String, Vec<u32>, Vec<Vec<f32>>, f64) {
     let bytes = std::fs::read(fixture(family).join("expected.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let ids: Vec<u32> = st
@@ -150,26 +238,32 @@ fn expected(family: &str) -> (String, Vec<u32>, Vec<Vec<f32>>) {
         text,
         ids,
         flat.chunks_exact(vocab).map(<[f32]>::to_vec).collect(),
+        meta["ppl"].as_f64().unwrap(),
     )
 }
 
-#[test]
-fn qwen3_gguf_matches_transformers() {
+/// The fixture of `family` written as a GGUF of architecture `arch` loads as `hf_class`,
+/// tokenizes the text as transformers did, and its logits match transformers' (max
+/// relative difference 1e-4) and its perplexity to 5 significant digits; converted to a
+/// Hugging Face directory (`sparseswaps convert`) it reloads with the same config and
+/// logits. Returns the loaded model for further checks.
+fn assert_gguf_matches_transformers(family: &str, arch: &str, hf_class: &str) -> Model {
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("qwen3.gguf");
-    write_gguf("qwen3", "qwen3", &path);
+    let path = tmp.path().join(format!("{family}.gguf"));
+    write_gguf(family, arch, &path);
     let model = load(&path).unwrap();
-    assert_eq!(model.config().architecture.hf_class(), "Qwen3ForCausalLM");
-    assert!(model.config().block.qk_norm);
-    let (text, ids, theirs) = expected("qwen3");
-    assert_eq!(model.encode(&text).unwrap(), ids, "tokens");
-    let ours: Vec<Vec<f32>> = model
-        .forward(&ids, 1)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    assert_eq!(model.config().architecture.hf_class(), hf_class);
+    let (text, ids, theirs, ppl) = expected(family);
+    assert_eq!(model.encode(&text).unwrap(), ids, "{family}: tokens");
+    let logits = |m: &Model| -> Vec<Vec<f32>> {
+        m.forward(&ids, 1)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
+    };
+    let ours = logits(&model);
     let scale = theirs
         .iter()
         .flatten()
@@ -181,42 +275,107 @@ fn qwen3_gguf_matches_transformers() {
         .fold(0f64, |m, (a, b)| {
             m.max((f64::from(*a) - f64::from(*b)).abs())
         });
+    let p = perplexity(&model, &ids, ids.len(), 1, &mut |_, _| {}).unwrap();
+    let prel = (p.ppl - ppl).abs() / ppl;
     eprintln!(
-        "qwen3 GGUF: max relative logit difference {:.2e}",
-        worst / scale
+        "{family} GGUF ({arch}): max relative logit difference {:.2e}; perplexity {:.7} \
+         against transformers' {ppl:.7} (relative {prel:.1e})",
+        worst / scale,
+        p.ppl
     );
     assert!(
         worst / scale <= 1e-4,
-        "relative difference {}",
+        "{family}: relative difference {}",
         worst / scale
     );
+    assert!(prel <= 1e-5, "{family}: perplexity {} against {ppl}", p.ppl);
 
-    // Converted to a Hugging Face directory (`convert`): Qwen3's names and keys, the
-    // same logits.
+    // Converted to a Hugging Face directory (`convert`): the family's names and keys,
+    // the same logits.
     let out = tmp.path().join("hf");
     save_hf_dir(&model, &out, SaveDtype::F32, false).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["architectures"][0], hf_class,
+        "{family}: converted class"
+    );
     let back = load(&out).unwrap();
-    assert_eq!(back.config(), model.config());
-    let again: Vec<Vec<f32>> = back
-        .forward(&ids, 1)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
-    assert_eq!(again, ours);
+    assert_eq!(back.config(), model.config(), "{family}: converted config");
+    assert_eq!(logits(&back), ours, "{family}: converted logits");
+    model
+}
+
+#[test]
+fn qwen3_gguf_matches_transformers() {
+    let model = assert_gguf_matches_transformers("qwen3", "qwen3", "Qwen3ForCausalLM");
+    assert!(model.config().block.qk_norm);
+}
+
+#[test]
+fn gemma2_gguf_matches_transformers() {
+    let model = assert_gguf_matches_transformers("gemma2", "gemma2", "Gemma2ForCausalLM");
+    let c = model.config();
+    assert_eq!(c.block.attn_softcap, Some(5.0));
+    assert_eq!(c.block.final_softcap, Some(10.0));
+    assert_eq!(c.block.query_pre_attn_scalar, Some(24.0));
+    let w = c.sliding_window.as_ref().unwrap();
+    assert_eq!((w.size, w.layers.clone()), (8, vec![true, false]));
+    assert!(c.tie_word_embeddings);
+}
+
+#[test]
+fn gemma3_gguf_matches_transformers() {
+    let model = assert_gguf_matches_transformers("gemma3", "gemma3", "Gemma3ForCausalLM");
+    let c = model.config();
+    assert!(c.block.qk_norm);
+    assert_eq!((c.block.attn_softcap, c.block.final_softcap), (None, None));
+    assert_eq!(c.rope_theta, 1_000_000.0);
+    assert_eq!(c.block.local_rope.as_ref().unwrap().theta, 10_000.0);
+}
+
+#[test]
+fn phi3_gguf_matches_transformers() {
+    let model = assert_gguf_matches_transformers("phi3", "phi3", "Phi3ForCausalLM");
+    let c = model.config();
+    assert!(c.block.fused_qkv && c.block.fused_gate_up);
+    assert_eq!(c.sliding_window.as_ref().unwrap().size, 16);
+    assert!(!c.tie_word_embeddings);
+}
+
+/// Without llama.cpp's general keys, a Gemma file gets llama.cpp's implied settings:
+/// the attention scalar is `head_dim`, Gemma 2 windows the even blocks, Gemma 3 five
+/// blocks in six (here both of two).
+#[test]
+fn gemma_gguf_without_general_keys_takes_llama_cpp_defaults() {
+    for (family, windows) in [("gemma2", vec![true, false]), ("gemma3", vec![true, true])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("g.gguf");
+        write_gguf_with(family, family, &path, &|k| {
+            !k.ends_with("attention.scale") && !k.ends_with("sliding_window_pattern")
+        });
+        let model = load(&path).unwrap();
+        let c = model.config();
+        assert_eq!(c.block.query_pre_attn_scalar, Some(16.0), "{family}");
+        assert_eq!(
+            c.sliding_window.as_ref().unwrap().layers,
+            windows,
+            "{family}"
+        );
+    }
 }
 
 #[test]
 fn a_gguf_architecture_not_read_is_named_with_those_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("gemma2.gguf");
-    write_gguf("qwen3", "gemma2", &path);
+    let path = tmp.path().join("falcon.gguf");
+    write_gguf("qwen3", "falcon", &path);
     let e = load(&path).err().unwrap().to_string();
     assert_eq!(
         e,
         format!(
-            "{}: unsupported GGUF architecture 'gemma2' (supported: llama, qwen2, qwen3)",
+            "{}: unsupported GGUF architecture 'falcon' (supported: llama, qwen2, qwen3, \
+             gemma2, gemma3, phi3)",
             path.display()
         )
     );
