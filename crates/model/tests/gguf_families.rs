@@ -6,7 +6,8 @@
 //! their family that reloads with the same logits; an architecture the crate does not
 //! read from GGUF is refused, naming it and listing those it reads.
 //!
-//! The tokenizer is the fixture's own byte-level BPE, written as a `gpt2` tokenizer.
+//! The tokenizer is the fixture's own vocabulary: as a SentencePiece (`llama`) one in the
+//! Gemma files, as llama.cpp writes Gemma's, and as byte-level BPE (`gpt2`) in the others.
 //! Two fixture settings llama.cpp's converter does not record are written with
 //! llama.cpp's general keys (see `gguf/family.rs`): Gemma's `query_pre_attn_scalar` (24,
 //! where llama.cpp implies `head_dim`, 16) as `attention.scale`, and Gemma 3's two-block
@@ -119,6 +120,48 @@ fn family_metadata(arch: &str, cfg: &serde_json::Value) -> Vec<(String, gguf_fil
     }
 }
 
+/// The tokenizer keys for the fixture's vocabulary `vocab` (byte-level pieces, one per
+/// character, no merges). Gemma files carry SentencePiece vocabularies
+/// (`tokenizer.ggml.model = "llama"`, `add_space_prefix` false, as llama.cpp's Gemma
+/// converters write): the same pieces with the space mark `▁` for byte-level's `Ġ`,
+/// which tokenize the fixture's text to the same ids. The others carry the byte-level
+/// BPE as `gpt2`.
+fn tokenizer_metadata(
+    sentencepiece: bool,
+    vocab: Vec<(u64, String)>,
+) -> Vec<(String, gguf_file::Value)> {
+    use gguf_file::Value;
+    let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    let tokens: Vec<String> = vocab.into_iter().map(|(_, t)| t).collect();
+    if !sentencepiece {
+        return vec![
+            ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
+            ("tokenizer.ggml.tokens".into(), strings(tokens)),
+            ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
+        ];
+    }
+    let n = tokens.len();
+    let pieces = tokens
+        .into_iter()
+        .map(|t| t.replace('\u{120}', "\u{2581}"))
+        .collect();
+    vec![
+        ("tokenizer.ggml.model".into(), Value::String("llama".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), strings(pieces)),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array((0..n).map(|i| Value::F32(-(i as f32))).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(vec![Value::I32(1); n]),
+        ),
+        ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)),
+    ]
+}
+
 /// The fixture of `family` as a GGUF file of architecture `arch` at `out`.
 fn write_gguf(family: &str, arch: &str, out: &Path) {
     write_gguf_with(family, arch, out, &|_| true);
@@ -168,19 +211,13 @@ fn write_gguf_with(family: &str, arch: &str, out: &Path, keep: &dyn Fn(&str) -> 
             format!("{arch}.attention.layer_norm_rms_epsilon"),
             Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
         ),
-        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
         ("tokenizer.ggml.bos_token_id".into(), u("bos_token_id")),
         ("tokenizer.ggml.eos_token_id".into(), u("eos_token_id")),
-        (
-            "tokenizer.ggml.tokens".into(),
-            Value::Array(vocab.into_iter().map(|(_, t)| Value::String(t)).collect()),
-        ),
-        ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
     ];
+    let gemma = arch.starts_with("gemma");
+    md.extend(tokenizer_metadata(gemma, vocab));
     md.extend(family_metadata(arch, &cfg));
     md.retain(|(k, _)| keep(k));
-    let gemma = arch.starts_with("gemma");
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let tensors: Vec<(String, QTensor)> = st
@@ -255,6 +292,7 @@ fn assert_gguf_matches_transformers(family: &str, arch: &str, hf_class: &str) ->
     assert_eq!(model.config().architecture.hf_class(), hf_class);
     let (text, ids, theirs, ppl) = expected(family);
     assert_eq!(model.encode(&text).unwrap(), ids, "{family}: tokens");
+    assert_eq!(model.decode(&ids).unwrap(), text, "{family}: decoded");
     let logits = |m: &Model| -> Vec<Vec<f32>> {
         m.forward(&ids, 1)
             .unwrap()
