@@ -164,11 +164,21 @@ fn tokenizer_metadata(
 
 /// The fixture of `family` as a GGUF file of architecture `arch` at `out`.
 fn write_gguf(family: &str, arch: &str, out: &Path) {
-    write_gguf_with(family, arch, out, &|_| true);
+    write_gguf_with(family, arch, out, &|_| true, &|_, t| Some(t));
 }
 
-/// [`write_gguf`] with only the metadata keys `keep` accepts.
-fn write_gguf_with(family: &str, arch: &str, out: &Path, keep: &dyn Fn(&str) -> bool) {
+/// What [`write_gguf_with`] does to a tensor (by GGUF name): keep, change or drop it.
+type TensorEdit<'a> = &'a dyn Fn(&str, Tensor) -> Option<Tensor>;
+
+/// [`write_gguf`] with only the metadata keys `keep` accepts and each tensor passed
+/// through `edit`.
+fn write_gguf_with(
+    family: &str,
+    arch: &str,
+    out: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    edit: TensorEdit<'_>,
+) {
     use gguf_file::Value;
     let dir = fixture(family).join("model");
     let cfg: serde_json::Value =
@@ -223,7 +233,7 @@ fn write_gguf_with(family: &str, arch: &str, out: &Path, keep: &dyn Fn(&str) -> 
     let tensors: Vec<(String, QTensor)> = st
         .tensors()
         .into_iter()
-        .map(|(n, v)| {
+        .filter_map(|(n, v)| {
             // llama.cpp's Gemma converters store every norm weight as `1 + w`.
             let shift = if gemma && n.ends_with("norm.weight") {
                 1.0
@@ -236,10 +246,9 @@ fn write_gguf_with(family: &str, arch: &str, out: &Path, keep: &dyn Fn(&str) -> 
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()) + shift)
                 .collect();
             let t = Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap();
-            (
-                gguf_name(&n, gemma),
-                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
-            )
+            let g = gguf_name(&n, gemma);
+            let t = edit(&g, t)?;
+            Some((g, QTensor::quantize(&t, GgmlDType::F32).unwrap()))
         })
         .collect();
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -341,6 +350,11 @@ fn assert_gguf_matches_transformers(family: &str, arch: &str, hf_class: &str) ->
     let back = load(&out).unwrap();
     assert_eq!(back.config(), model.config(), "{family}: converted config");
     assert_eq!(logits(&back), ours, "{family}: converted logits");
+    assert_eq!(
+        back.encode(&text).unwrap(),
+        ids,
+        "{family}: converted tokenizer"
+    );
     model
 }
 
@@ -389,9 +403,13 @@ fn gemma_gguf_without_general_keys_takes_llama_cpp_defaults() {
     for (family, windows) in [("gemma2", vec![true, false]), ("gemma3", vec![true, true])] {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("g.gguf");
-        write_gguf_with(family, family, &path, &|k| {
-            !k.ends_with("attention.scale") && !k.ends_with("sliding_window_pattern")
-        });
+        write_gguf_with(
+            family,
+            family,
+            &path,
+            &|k| !k.ends_with("attention.scale") && !k.ends_with("sliding_window_pattern"),
+            &|_, t| Some(t),
+        );
         let model = load(&path).unwrap();
         let c = model.config();
         assert_eq!(c.block.query_pre_attn_scalar, Some(16.0), "{family}");
@@ -414,6 +432,93 @@ fn a_gguf_architecture_not_read_is_named_with_those_read() {
         format!(
             "{}: unsupported GGUF architecture 'falcon' (supported: llama, qwen2, qwen3, \
              gemma2, gemma3, phi3)",
+            path.display()
+        )
+    );
+}
+
+/// The error of loading `family`'s fixture written as a GGUF with `edit` applied to its
+/// tensors and metadata keys `keep` kept, with the file's path.
+fn load_error(family: &str, keep: &dyn Fn(&str) -> bool, edit: TensorEdit<'_>) -> (String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(format!("{family}.gguf"));
+    write_gguf_with(family, family, &path, keep, edit);
+    let e = load(&path).err().unwrap().to_string();
+    (e, path.display().to_string())
+}
+
+#[test]
+fn a_gguf_lacking_a_family_tensor_names_it() {
+    for (family, missing) in [
+        ("phi3", "blk.1.attn_qkv.weight"),
+        ("gemma2", "blk.0.post_ffw_norm.weight"),
+        ("gemma3", "blk.1.attn_k_norm.weight"),
+    ] {
+        let (e, path) = load_error(family, &|_| true, &|g, t| (g != missing).then_some(t));
+        assert!(e.starts_with(&path) && e.contains(missing), "{family}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+#[test]
+fn a_fused_phi3_matrix_with_a_slice_missing_is_refused() {
+    // Gate without up: half the rows of `ffn_up`.
+    let (e, path) = load_error("phi3", &|_| true, &|g, t| {
+        Some(if g == "blk.0.ffn_up.weight" {
+            // A copy: quantizing reads a view's whole storage.
+            let (rows, cols) = t.dims2().unwrap();
+            let half: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            Tensor::from_vec(
+                half[..rows / 2 * cols].to_vec(),
+                (rows / 2, cols),
+                &Device::Cpu,
+            )
+            .unwrap()
+        } else {
+            t
+        })
+    });
+    // Named by the Hugging Face name the loader gives it (`ffn_up` is `gate_up_proj`).
+    assert!(
+        e.contains(&path) && e.contains("'model.layers.0.mlp.gate_up_proj.weight'"),
+        "{e}"
+    );
+    assert!(e.contains("rows of gate 128 + up 128"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn a_window_pattern_of_the_wrong_length_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("gemma3.gguf");
+    write_gguf("gemma3", "gemma3", &path);
+    // The file written, then written again with a one-entry pattern for its two blocks.
+    let bytes = std::fs::read(&path).unwrap();
+    let mut r = std::io::Cursor::new(&bytes);
+    let ct = gguf_file::Content::read(&mut r).unwrap();
+    let mut md: Vec<(String, gguf_file::Value)> = ct.metadata.clone().into_iter().collect();
+    for (k, v) in md.iter_mut() {
+        if k == "gemma3.attention.sliding_window_pattern" {
+            *v = gguf_file::Value::Array(vec![gguf_file::Value::Bool(true)]);
+        }
+    }
+    let tensors: Vec<(String, QTensor)> = ct
+        .tensor_infos
+        .keys()
+        .map(|n| (n.clone(), ct.tensor(&mut r, n, &Device::Cpu).unwrap()))
+        .collect();
+    let md_refs: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(&path).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    drop(f);
+    let e = load(&path).err().unwrap().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: invalid GGUF file: metadata 'gemma3.attention.sliding_window_pattern' has 1 \
+             entries, \
+             gemma3.block_count is 2",
             path.display()
         )
     );
