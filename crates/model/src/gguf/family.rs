@@ -8,7 +8,8 @@
 //!   when absent) and `gemma2.final_logit_softcapping` (30); the window
 //!   `gemma2.attention.sliding_window` in the even blocks (llama.cpp's pattern 2).
 //! - `gemma3`: Gemma's block with q/k norms; `gemma3.final_logit_softcapping` when
-//!   present (the converter writes it only when set), no attention soft-capping; the window
+//!   present (the converter writes it only when set; applied as transformers does, where
+//!   llama.cpp's sliding-window graph skips it), no attention soft-capping; the window
 //!   in all blocks but every sixth (pattern 6), which rotate with base 10 000 unscaled
 //!   while the others use `gemma3.rope.freq_base` and its scaling. No window key (or 0):
 //!   no window, as llama.cpp reads it.
@@ -22,7 +23,10 @@
 //! file says otherwise with llama.cpp's general keys, they win: `{arch}.attention.scale`
 //! (the factor on `q·k`, so the scalar is `scale^-2`),
 //! `{arch}.attention.sliding_window_pattern` (one bool per block, or a period `n`:
-//! block `i` slides when `i mod n < n − 1`) and `{arch}.rope.freq_base_swa`.
+//! block `i` slides when `i mod n < n − 1`) and `{arch}.rope.freq_base_swa`. llama.cpp's
+//! own Gemma loaders ignore these keys, so it runs such a file with its implied values;
+//! they let a file say exactly what a Hugging Face config says (the tests' fixtures use
+//! them).
 
 use super::meta::{gguf_err, Meta};
 use crate::arch::{Activation, NormForm, RopeParams};
