@@ -116,10 +116,12 @@ pub(crate) fn write(w: &WriteCtx<'_>, obj: &mut Map<String, Value>) {
         .collect();
     obj.insert("layer_types".into(), json!(types));
     let b = w.block;
-    obj.insert(
-        "query_pre_attn_scalar".into(),
-        json!(b.query_pre_attn_scalar),
-    );
+    // transformers 5 types the scalar as an integer: a whole value is written as one.
+    let scalar = match b.query_pre_attn_scalar {
+        Some(v) if v.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&v) => json!(v as u64),
+        other => json!(other),
+    };
+    obj.insert("query_pre_attn_scalar".into(), scalar);
     obj.insert("attn_logit_softcapping".into(), json!(b.attn_softcap));
     obj.insert("final_logit_softcapping".into(), json!(b.final_softcap));
 }

@@ -39,5 +39,8 @@ fn write(w: &WriteCtx<'_>, obj: &mut Map<String, Value>) {
     write_silu(obj);
     if w.base.is_none() {
         window::write_every_block(obj, w.sliding_window);
+        // Phi3Config's default pad id (32000) is outside a smaller vocabulary, which
+        // transformers refuses; none is known here, and the forward does not use it.
+        obj.insert("pad_token_id".into(), Value::Null);
     }
 }

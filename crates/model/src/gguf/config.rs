@@ -1,8 +1,9 @@
 //! GGUF metadata (`{arch}.*`, `tokenizer.ggml.*` ids) to a Hugging Face style
 //! [`LlamaConfig`], refusing what the decoder does not implement.
 
+use super::family;
 use super::meta::{gguf_err, Meta};
-use crate::config::{Architecture, BlockSpec, LlamaConfig, RopeScaling};
+use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::Content;
 use std::path::Path;
@@ -12,8 +13,7 @@ use std::path::Path;
 /// un-permuted to Hugging Face layout.
 pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfig, bool)> {
     let path = m.path;
-    let (a, architecture, permuted) = architecture(m)?;
-    refuse_sliding_window(m, a)?;
+    let (a, architecture, permuted) = family::architecture(m)?;
     let hidden_size = m.usize(&format!("{a}.embedding_length"))?;
     let num_attention_heads = m.usize(&format!("{a}.attention.head_count"))?;
     let num_key_value_heads = match m.get(&format!("{a}.attention.head_count_kv")) {
@@ -52,13 +52,22 @@ pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfi
             })?;
     let vocab_size = tok_embd.shape.dims().first().copied().unwrap_or(0);
     let tie = !ct.tensor_infos.contains_key("output.weight");
+    let num_hidden_layers = m.usize(&format!("{a}.block_count"))?;
+    let dims = family::Dims {
+        hidden_size,
+        num_attention_heads,
+        head_dim,
+        num_layers: num_hidden_layers,
+        tensors: ct.tensor_infos.len(),
+    };
+    let (block, sliding_window) = family::block_and_window(m, ct, a, architecture, &dims)?;
     let config = LlamaConfig {
         architecture,
         hidden_size,
         intermediate_size: m.usize(&format!("{a}.feed_forward_length"))?,
         num_attention_heads,
         num_key_value_heads,
-        num_hidden_layers: m.usize(&format!("{a}.block_count"))?,
+        num_hidden_layers,
         head_dim,
         rms_norm_eps: m
             .opt_f64(&format!("{a}.attention.layer_norm_rms_epsilon"))?
@@ -75,55 +84,12 @@ pub(super) fn config_from_meta(m: &Meta<'_>, ct: &Content) -> Result<(LlamaConfi
             .opt_u32("tokenizer.ggml.eos_token_id")?
             .into_iter()
             .collect(),
-        sliding_window: None,
-        // Of the GGUF architectures read, only Qwen3 departs from the Llama block: its
-        // per-head q/k norms (`attn_q_norm`, `attn_k_norm`).
-        block: BlockSpec {
-            qk_norm: architecture == Architecture::Qwen3,
-            ..BlockSpec::default()
-        },
+        sliding_window,
+        block,
     };
     config.validate(path)?;
     check_block_count(path, ct, a, &config)?;
     Ok((config, permuted))
-}
-
-/// The architecture named by `general.architecture`, with its metadata key prefix and
-/// whether its Q and K are stored permuted.
-fn architecture<'a>(m: &Meta<'a>) -> Result<(&'a str, Architecture, bool)> {
-    let path = m.path;
-    let arch_name = m.opt_str("general.architecture").unwrap_or("");
-    let (architecture, permuted) = match arch_name {
-        // llama.cpp's convert permutes Q and K of `llama` models for its interleaved rope.
-        "llama" => (Architecture::Llama, true),
-        "qwen2" => (Architecture::Qwen2, false),
-        "qwen3" => (Architecture::Qwen3, false),
-        other => {
-            return Err(ModelError::Unsupported {
-                path: path.into(),
-                what: format!("GGUF architecture '{other}' (supported: llama, qwen2, qwen3)"),
-            })
-        }
-    };
-    Ok((arch_name, architecture, permuted))
-}
-
-/// `{a}.attention.sliding_window`: llama.cpp's `qwen2` and `llama` graphs do not read
-/// it, while the transformers model the file came from may window some blocks (which,
-/// the file does not say the way transformers does): no single exact forward, so a
-/// window is refused (0, llama.cpp's "no window", is accepted).
-fn refuse_sliding_window(m: &Meta<'_>, a: &str) -> Result<()> {
-    let key = format!("{a}.attention.sliding_window");
-    match m.opt_f64(&key)? {
-        Some(w) if w != 0.0 => Err(ModelError::Unsupported {
-            path: m.path.into(),
-            what: format!(
-                "sliding-window attention in GGUF ({key} = {w}); load the model's Hugging Face \
-                 directory instead, whose config.json says which blocks use the window"
-            ),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// `{a}.rope.scaling.*`: none or linear.
@@ -145,10 +111,14 @@ fn rope_scaling(m: &Meta<'_>, a: &str) -> Result<Option<RopeScaling>> {
     })
 }
 
-/// Every block has at least 9 tensors: refuses a block count the file cannot back
-/// before a name list is sized by it.
+/// Every block has at least 9 tensors (6 with fused q/k/v and gate/up): refuses a block
+/// count the file cannot back before a name list is sized by it.
 fn check_block_count(path: &Path, ct: &Content, a: &str, config: &LlamaConfig) -> Result<()> {
-    let min_tensors = config.num_hidden_layers.saturating_mul(9).saturating_add(2);
+    let per_block = if config.block.fused_qkv { 6 } else { 9 };
+    let min_tensors = config
+        .num_hidden_layers
+        .saturating_mul(per_block)
+        .saturating_add(2);
     if min_tensors > ct.tensor_infos.len() {
         return Err(gguf_err(
             path,

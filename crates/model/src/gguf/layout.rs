@@ -1,6 +1,7 @@
 //! From llama.cpp's tensor layout to Hugging Face's: GGUF tensor names to HF names, and
 //! Q/K rows un-permuted back from llama.cpp's interleaved-rope order.
 
+use crate::arch::NormForm;
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, Result};
 use candle_core::quantized::gguf_file::Content;
@@ -8,8 +9,11 @@ use candle_core::Tensor;
 use std::path::Path;
 
 /// GGUF name -> HF name, for the tensors of the model: the embedding, the final norm,
-/// the output head unless tied, and per block its two norms, seven linear weights,
-/// whichever biases the file has, and Qwen3's q/k norms.
+/// the output head unless tied, and per block its norms (two, or Gemma's four), its
+/// linear weights (Phi-3's fused `attn_qkv` and `ffn_up`, gate then up, as
+/// `qkv_proj` and `gate_up_proj`, which the assembler splits), whichever biases the file
+/// has, and the q/k norms of Qwen3 and Gemma 3. Names are llama.cpp's
+/// (`gguf-py/gguf/constants.py`, `tensor_mapping.py`).
 pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![
         (
@@ -21,18 +25,45 @@ pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, Strin
     if !config.tie_word_embeddings {
         names.push(("output.weight".into(), "lm_head.weight".into()));
     }
-    for l in 0..config.num_hidden_layers {
-        for (g, h) in [
+    let b = &config.block;
+    type Names = &'static [(&'static str, &'static str)];
+    let norms: Names = if b.sandwich_norms {
+        &[
+            ("attn_norm", "input_layernorm"),
+            ("post_attention_norm", "post_attention_layernorm"),
+            ("ffn_norm", "pre_feedforward_layernorm"),
+            ("post_ffw_norm", "post_feedforward_layernorm"),
+        ]
+    } else {
+        &[
             ("attn_norm", "input_layernorm"),
             ("ffn_norm", "post_attention_layernorm"),
+        ]
+    };
+    let attn: Names = if b.fused_qkv {
+        &[("attn_qkv", "self_attn.qkv_proj")]
+    } else {
+        &[
             ("attn_q", "self_attn.q_proj"),
             ("attn_k", "self_attn.k_proj"),
             ("attn_v", "self_attn.v_proj"),
+        ]
+    };
+    let mlp: Names = if b.fused_gate_up {
+        &[("ffn_up", "mlp.gate_up_proj")]
+    } else {
+        &[("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj")]
+    };
+    let per_block = norms
+        .iter()
+        .chain(attn)
+        .chain(&[
             ("attn_output", "self_attn.o_proj"),
-            ("ffn_gate", "mlp.gate_proj"),
-            ("ffn_up", "mlp.up_proj"),
             ("ffn_down", "mlp.down_proj"),
-        ] {
+        ])
+        .chain(mlp);
+    for l in 0..config.num_hidden_layers {
+        for &(g, h) in per_block.clone() {
             names.push((
                 format!("blk.{l}.{g}.weight"),
                 format!("model.layers.{l}.{h}.weight"),
@@ -42,7 +73,7 @@ pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, Strin
                 names.push((gb, format!("model.layers.{l}.{h}.bias")));
             }
         }
-        if config.block.qk_norm {
+        if b.qk_norm {
             for (g, h) in [
                 ("attn_q_norm", "self_attn.q_norm"),
                 ("attn_k_norm", "self_attn.k_norm"),
@@ -55,6 +86,18 @@ pub(super) fn hf_names(ct: &Content, config: &LlamaConfig) -> Vec<(String, Strin
         }
     }
     names
+}
+
+/// Back to the checkpoint's own weight: llama.cpp's converter stores Gemma's norm weights
+/// (every `*norm.weight`, q/k norms included) as `1 + w`, its graph multiplying by them
+/// plainly; the block here applies `(1 + w)` as transformers does, so `1` is taken off.
+/// In f32 `(1 + w) − 1` is exact, so `1 + ` it again gives the stored value bit for bit.
+pub(super) fn norm_shift(config: &LlamaConfig, g: &str, t: Tensor) -> Result<Tensor> {
+    if config.block.norm == NormForm::OnePlusWeight && g.ends_with("norm.weight") {
+        (t - 1.0).ctx(|| format!("taking 1 off norm '{g}'"))
+    } else {
+        Ok(t)
+    }
 }
 
 /// Whether GGUF tensor `g` is a Q or K weight or bias, the tensors llama.cpp permutes.

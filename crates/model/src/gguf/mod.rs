@@ -8,6 +8,7 @@
 //! and Q/K order to Hugging Face's), `tokenizer`; this file drives them.
 
 mod config;
+mod family;
 mod header;
 mod layout;
 mod meta;
@@ -27,7 +28,8 @@ use std::fs;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-/// Loads a GGUF file (architectures `llama`, `qwen2` and `qwen3`), dequantized to f32.
+/// Loads a GGUF file (architectures `llama`, `qwen2`, `qwen3`, `gemma2`, `gemma3` and
+/// `phi3`), dequantized to f32.
 pub fn load_gguf(path: &Path) -> Result<Model> {
     if !path.exists() {
         return Err(ModelError::NotFound { path: path.into() });
@@ -90,13 +92,14 @@ fn read_tensors<R: Read + Seek>(
                 path: path.into(),
                 name: g.clone(),
             })?;
-        if g.ends_with("attn_q.weight") && quant.is_none() {
+        if (g.ends_with("attn_q.weight") || g.ends_with("attn_qkv.weight")) && quant.is_none() {
             quant = Some(format!("{:?}", info.ggml_dtype));
         }
         let mut t = quant::dequantize(path, ct, reader, &g)?;
         if permuted && layout::is_permuted(&g) {
             t = layout::unpermute_qk(path, config, &g, &t)?;
         }
+        t = layout::norm_shift(config, &g, t)?;
         tensors.insert(h, t);
     }
     Ok((tensors, quant))

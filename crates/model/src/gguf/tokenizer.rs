@@ -1,5 +1,8 @@
-//! The tokenizer of a GGUF file: a Hugging Face byte-level BPE [`Tokenizer`] built from
-//! the `tokenizer.ggml.*` metadata, set up as the model's `tokenizer.json` would be.
+//! The tokenizer of a GGUF file: a Hugging Face [`Tokenizer`] built from the
+//! `tokenizer.ggml.*` metadata, set up as the model's `tokenizer.json` would be: byte-level
+//! BPE (`gpt2`) here, SentencePiece (`llama`) in [`spm`].
+
+mod spm;
 
 use super::meta::{gguf_err, Meta};
 use crate::error::{ModelError, Result};
@@ -44,10 +47,18 @@ pub(super) fn tokenizer_from_gguf(m: &Meta<'_>) -> Result<Tokenizer> {
     let path = m.path;
     let terr = tok_err(path);
     let kind = m.opt_str("tokenizer.ggml.model").unwrap_or("");
+    if kind == "llama" {
+        let tokens = m.strings("tokenizer.ggml.tokens")?;
+        let arch = m.opt_str("general.architecture").unwrap_or("");
+        let mut tok = spm::spm_tokenizer(m, arch, &tokens)?;
+        add_control_tokens(m, &tokens, &mut tok, false)?;
+        add_bos(m, &tokens, &mut tok)?;
+        return Ok(tok);
+    }
     if kind != "gpt2" {
         return Err(ModelError::Unsupported {
             path: path.into(),
-            what: format!("tokenizer model '{kind}' in tokenizer.ggml.model (supported: gpt2, byte-level BPE)"),
+            what: format!("tokenizer model '{kind}' in tokenizer.ggml.model (supported: gpt2, byte-level BPE; llama, SentencePiece)"),
         });
     }
     let tokens = m.strings("tokenizer.ggml.tokens")?;
@@ -83,7 +94,7 @@ pub(super) fn tokenizer_from_gguf(m: &Meta<'_>) -> Result<Tokenizer> {
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     tok.with_post_processor(Some(ByteLevelProcessor::new(true, false, true)));
 
-    add_control_tokens(m, &tokens, &mut tok)?;
+    add_control_tokens(m, &tokens, &mut tok, true)?;
     add_bos(m, &tokens, &mut tok)?;
     Ok(tok)
 }
@@ -131,7 +142,15 @@ fn pre_tokenizer(path: &Path, pre: &str, tok: &mut Tokenizer) -> Result<PreToken
 
 /// Control (3) and user-defined (4) tokens are matched whole before BPE, as HF's
 /// added tokens are; control tokens are special (skipped by decode when asked).
-fn add_control_tokens(m: &Meta<'_>, tokens: &[&str], tok: &mut Tokenizer) -> Result<()> {
+/// User-defined ones are matched in the normalized text when `normalize_user`, else
+/// in the raw text, as transformers adds them to SentencePiece vocabularies (so text
+/// around them is normalized as runs of its own: Phi-3's prefix applies to each).
+fn add_control_tokens(
+    m: &Meta<'_>,
+    tokens: &[&str],
+    tok: &mut Tokenizer,
+    normalize_user: bool,
+) -> Result<()> {
     let path = m.path;
     let terr = tok_err(path);
     if let Some(types) = m.get("tokenizer.ggml.token_type") {
@@ -143,7 +162,12 @@ fn add_control_tokens(m: &Meta<'_>, tokens: &[&str], tok: &mut Tokenizer) -> Res
             let ty = m.num(v, "tokenizer.ggml.token_type")? as u32;
             if ty == 3 || ty == 4 {
                 if let Some(t) = tokens.get(i) {
-                    added.push(AddedToken::from(t.to_string(), ty == 3));
+                    let t = AddedToken::from(t.to_string(), ty == 3);
+                    added.push(if ty == 4 && !normalize_user {
+                        t.normalized(false)
+                    } else {
+                        t
+                    });
                 }
             }
         }
