@@ -11,7 +11,13 @@
 //!   token of a window has no context and is not scored), so each window scores `L − 1`
 //!   tokens;
 //! - `mean_nll` is the mean natural-log negative likelihood over all scored tokens
-//!   (accumulated in f64), and `ppl = exp(mean_nll)`.
+//!   (accumulated in f64, window by window in order), and `ppl = exp(mean_nll)`.
+//!
+//! The model is walked block by block: every window's hidden states pass through block
+//! `i` before block `i + 1` is read, so one block's weights are in memory at a time (see
+//! [`Model`]); each window is its own batch of one, as in a forward of that window alone,
+//! so the values are those of [`Model::forward`] window by window. Then each window in
+//! turn goes through the final norm and the chunked head to its log-likelihood.
 
 use crate::error::{io_err, CandleContext, ModelError, Result};
 use crate::model::Model;
@@ -52,7 +58,8 @@ pub fn read_text(path: &Path) -> Result<String> {
 }
 
 /// Perplexity of `model` on the text in `path` (see the module docs for the exact
-/// procedure). `progress(done, total)` is called after each window.
+/// procedure). `progress(done, total)` is called after each step of the walk: a window
+/// through one block or through the head, `total = windows · (blocks + 1)`.
 pub fn perplexity_of_file(
     model: &Model,
     path: &Path,
@@ -65,7 +72,8 @@ pub fn perplexity_of_file(
     perplexity_impl(model, &ids, path, seq_len, max_windows, progress)
 }
 
-/// Perplexity of `model` on token ids (windows as in [`perplexity_of_file`]).
+/// Perplexity of `model` on token ids (windows and progress as in
+/// [`perplexity_of_file`]).
 pub fn perplexity(
     model: &Model,
     ids: &[u32],
@@ -105,12 +113,29 @@ fn perplexity_impl(
         });
     }
     let windows = available.min(max_windows);
+    let layers = model.num_layers();
+    let steps = windows * (layers + 1);
+    let window = |w: usize| &ids[w * seq_len..(w + 1) * seq_len];
+    let mut hidden = (0..windows)
+        .map(|w| model.embed(window(w), 1))
+        .collect::<Result<Vec<_>>>()?;
+    let mut done = 0;
+    for l in 0..layers {
+        for h in hidden.iter_mut() {
+            *h = model.block_forward(l, h)?;
+            done += 1;
+            progress(done, steps);
+        }
+    }
+    // The last block is not needed for the head: free it before the logits are made.
+    model.drop_cached_block();
     let mut total = 0f64;
-    for w in 0..windows {
-        let win = &ids[w * seq_len..(w + 1) * seq_len];
-        let logits = model.forward(win, 1)?;
-        total += window_nll(&logits, &win[1..])?;
-        progress(w + 1, windows);
+    for (w, h) in hidden.into_iter().enumerate() {
+        let logits = model.logits(&h)?;
+        drop(h);
+        total += window_nll(&logits, &window(w)[1..])?;
+        done += 1;
+        progress(done, steps);
     }
     let tokens = windows * (seq_len - 1);
     let mean_nll = total / tokens as f64;

@@ -53,7 +53,8 @@ type Encoded = (Dtype, Vec<usize>, Vec<u8>);
 
 fn bytes_of(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Encoded> {
     let data = t
-        .flatten_all()
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(|source| ModelError::Candle {
             context: format!("reading tensor '{name}' for writing"),
@@ -146,35 +147,35 @@ fn write_into(model: &Model, dir: &Path, dtype: SaveDtype) -> Result<()> {
         _ => "float32",
     };
     let cfg = model.config();
-    // Weights.
-    let mut named: Vec<(String, &Tensor)> = vec![
-        ("model.embed_tokens.weight".into(), model.embed_tokens()),
-        ("model.norm.weight".into(), model.final_norm()),
-    ];
+    // Weights, encoded block by block so that one block's f32 weights are read at a time.
+    let mut owned: Vec<(String, Encoded)> = Vec::new();
+    let mut encode = |n: String, t: &Tensor| -> Result<()> {
+        let b = bytes_of(&n, t, dtype)?;
+        owned.push((n, b));
+        Ok(())
+    };
+    encode("model.embed_tokens.weight".into(), model.embed_tokens())?;
+    encode("model.norm.weight".into(), model.final_norm())?;
     if !cfg.tie_word_embeddings {
-        named.push(("lm_head.weight".into(), model.lm_head()));
+        encode("lm_head.weight".into(), model.lm_head())?;
     }
     for l in 0..model.num_layers() {
         let b = model.block(l)?;
-        named.push((
+        encode(
             format!("model.layers.{l}.input_layernorm.weight"),
             &b.input_layernorm,
-        ));
-        named.push((
+        )?;
+        encode(
             format!("model.layers.{l}.post_attention_layernorm.weight"),
             &b.post_attention_layernorm,
-        ));
+        )?;
         for k in LinearKind::ALL {
-            named.push((k.weight_name(l), b.weight(k)));
+            encode(k.weight_name(l), b.weight(k))?;
             if let Some(bias) = b.bias(k) {
-                named.push((format!("model.layers.{l}.{}.bias", k.module()), bias));
+                encode(format!("model.layers.{l}.{}.bias", k.module()), bias)?;
             }
         }
     }
-    let owned: Vec<(String, Encoded)> = named
-        .into_iter()
-        .map(|(n, t)| bytes_of(&n, t, dtype).map(|b| (n, b)))
-        .collect::<Result<_>>()?;
     let st_path = dir.join("model.safetensors");
     let views = owned
         .iter()

@@ -234,7 +234,7 @@ fn prune_target(
 ) -> Result<(LayerReport, (String, OwnedTensor, OwnedTensor))> {
     let name = layer_name(l, k);
     let wname = k.weight_name(l);
-    let dims = model.weight(&wname)?.dims().to_vec();
+    let dims = model.weight_shape(&wname)?;
     let dense = weight_f32(model, &wname)?;
     let outcome = prune_layer(
         &LayerJob {
