@@ -17,12 +17,17 @@
 //! `i` before block `i + 1` is read, so one block's weights are in memory at a time (see
 //! [`Model`]); each window is its own batch of one, as in a forward of that window alone,
 //! so the values are those of [`Model::forward`] window by window. Then each window in
-//! turn goes through the final norm and the chunked head to its log-likelihood.
+//! turn goes through the final norm and the chunked head to its log-likelihood, a few
+//! positions at a time (each position's value depends on its own row of logits only).
 
 use crate::error::{io_err, CandleContext, ModelError, Result};
 use crate::model::Model;
 use candle_core::{Device, Tensor, D};
 use std::path::{Path, PathBuf};
+
+/// Logits computed at once in the head phase (32 MiB of f32): positions are scored a few
+/// at a time so that a window's logits over a large vocabulary never exist whole.
+const LOGIT_VALUES: usize = 8 << 20;
 
 /// The result of a perplexity evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,11 +134,24 @@ fn perplexity_impl(
     }
     // The last block is not needed for the head: free it before the logits are made.
     model.drop_cached_block();
+    let vocab = model.config().vocab_size.max(1);
+    let rows = (LOGIT_VALUES / vocab).clamp(1, seq_len - 1);
     let mut total = 0f64;
     for (w, h) in hidden.into_iter().enumerate() {
-        let logits = model.logits(&h)?;
-        drop(h);
-        total += window_nll(&logits, &window(w)[1..])?;
+        let targets = &window(w)[1..];
+        // The logits of a few positions at a time: each position's log-likelihood
+        // depends on its row alone, and the sum runs over positions in order as it would
+        // over the whole window.
+        let mut sum = 0f64;
+        for start in (0..targets.len()).step_by(rows) {
+            let n = rows.min(targets.len() - start);
+            let part = h
+                .narrow(1, start, n)
+                .ctx(|| format!("window {w}: positions {start}..{}", start + n))?;
+            let logits = model.logits(&part)?;
+            sum = rows_nll(&logits, &targets[start..start + n], sum)?;
+        }
+        total += sum;
         done += 1;
         progress(done, steps);
     }
@@ -147,8 +165,9 @@ fn perplexity_impl(
     })
 }
 
-/// Sum of `-log p(target_t | prefix)` over a window, from logits `[1, L, vocab]`.
-fn window_nll(logits: &Tensor, targets: &[u32]) -> Result<f64> {
+/// `sum` plus `-log p(target_t | prefix)` of each position in turn, from logits
+/// `[1, n, vocab]` of `n` consecutive positions.
+fn rows_nll(logits: &Tensor, targets: &[u32], sum: f64) -> Result<f64> {
     let n = targets.len();
     let f = || -> candle_core::Result<Vec<f32>> {
         let x = logits.squeeze(0)?.narrow(0, 0, n)?;
@@ -159,5 +178,5 @@ fn window_nll(logits: &Tensor, targets: &[u32]) -> Result<f64> {
         (lse - picked)?.flatten_all()?.to_vec1::<f32>()
     };
     let v = f().ctx(|| "window log-likelihood".into())?;
-    Ok(v.iter().map(|&x| x as f64).sum())
+    Ok(v.iter().fold(sum, |acc, &x| acc + x as f64))
 }

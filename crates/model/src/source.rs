@@ -114,7 +114,7 @@ struct SourceBlocks {
     source: Arc<dyn WeightSource>,
 }
 
-impl BlockReader for SourceBlocks {
+impl BlockReader<BlockWeights> for SourceBlocks {
     fn read_block(&self, layer: usize) -> Result<BlockWeights> {
         let mut src = Reading {
             src: self.source.as_ref(),

@@ -2,9 +2,9 @@
 //! interface the pruning pipeline drives.
 //!
 //! One job per module, each used only by the ones after it: `kinds` (the linear layers
-//! and capture points of a block), `capture` (captured inputs), `weights` (one block's
-//! f32 weights), `slots` (blocks on disk or resident, and the live-block count), `store`
-//! ([`Model`] and its weights by name), `ops` (tensor operations of the forward), `block`
+//! and capture points of a block), `capture` (captured inputs), `slots` (blocks on disk
+//! or resident, and the live-block count), `store` ([`Model`], its block weights and
+//! its weights by name), `ops` (tensor operations of the forward), `block`
 //! (one block's forward with capture), `head` (embedding, final norm and chunked
 //! `lm_head`, full forward).
 
@@ -15,11 +15,9 @@ mod kinds;
 mod ops;
 mod slots;
 mod store;
-mod weights;
 
 pub use capture::{Activations, BlockCapture};
 pub use kinds::{CapturePoint, LinearKind};
 pub use slots::{live_f32_blocks, peak_live_f32_blocks, reset_peak_live_f32_blocks, LiveBlock};
 pub(crate) use slots::{BlockReader, Blocks};
-pub use store::{Model, ModelSource, SourceDtype};
-pub use weights::BlockWeights;
+pub use store::{BlockWeights, Model, ModelSource, SourceDtype};

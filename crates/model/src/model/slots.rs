@@ -6,8 +6,6 @@
 //! the micro-batches of one walk read each block once; the cached block is dropped
 //! *before* the next one is read, so a walk holds one block's f32 weights at a time.
 
-use super::kinds::LinearKind;
-use super::weights::BlockWeights;
 use crate::error::{ModelError, Result};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,63 +33,64 @@ pub fn reset_peak_live_f32_blocks() {
     PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
 }
 
-/// One block's weights in f32, counted by [`live_f32_blocks`] while it exists. Derefs to
-/// its [`BlockWeights`].
+/// One block's weights in f32 (a [`BlockWeights`](crate::BlockWeights)), counted by
+/// [`live_f32_blocks`] while it exists; derefs to them.
 #[derive(Debug)]
-pub struct LiveBlock {
-    weights: BlockWeights,
+pub struct LiveBlock<W> {
+    weights: W,
 }
 
-impl LiveBlock {
-    fn new(weights: BlockWeights) -> LiveBlock {
+impl<W> LiveBlock<W> {
+    fn new(weights: W) -> LiveBlock<W> {
         let n = LIVE.fetch_add(1, Ordering::SeqCst) + 1;
         PEAK.fetch_max(n, Ordering::SeqCst);
         LiveBlock { weights }
     }
 }
 
-impl Clone for LiveBlock {
-    fn clone(&self) -> LiveBlock {
+impl<W: Clone> Clone for LiveBlock<W> {
+    fn clone(&self) -> LiveBlock<W> {
         LiveBlock::new(self.weights.clone())
     }
 }
 
-impl Drop for LiveBlock {
+impl<W> Drop for LiveBlock<W> {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-impl Deref for LiveBlock {
-    type Target = BlockWeights;
+impl<W> Deref for LiveBlock<W> {
+    type Target = W;
 
-    fn deref(&self) -> &BlockWeights {
+    fn deref(&self) -> &W {
         &self.weights
     }
 }
 
 /// Reads one block's weights (f32) from where the model's weights are stored.
-pub(crate) trait BlockReader: std::fmt::Debug + Send + Sync {
+pub(crate) trait BlockReader<W>: std::fmt::Debug + Send + Sync {
     /// The weights of block `layer`.
-    fn read_block(&self, layer: usize) -> Result<BlockWeights>;
+    fn read_block(&self, layer: usize) -> Result<W>;
 }
 
-/// The blocks of a model: where they are read from and which are resident.
+/// The blocks of a model (weights of type `W`): where they are read from and which are
+/// resident.
 #[derive(Debug)]
-pub(crate) struct Blocks {
-    reader: Arc<dyn BlockReader>,
+pub(crate) struct Blocks<W> {
+    reader: Arc<dyn BlockReader<W>>,
     /// `Some` for a resident block.
-    slots: Vec<Option<Arc<LiveBlock>>>,
-    /// The shape of each linear weight of each block, indexed like [`LinearKind::ALL`].
+    slots: Vec<Option<Arc<LiveBlock<W>>>>,
+    /// The shape of each linear weight of each block, in `LinearKind::ALL` order.
     shapes: Vec<Vec<Vec<usize>>>,
     /// The last block read from disk.
-    cache: Mutex<Option<(usize, Arc<LiveBlock>)>>,
+    cache: Mutex<Option<(usize, Arc<LiveBlock<W>>)>>,
 }
 
-impl Clone for Blocks {
+impl<W> Clone for Blocks<W> {
     /// Shares the source and the resident blocks (a change to a block of either copy
     /// copies that block first); the cache starts empty.
-    fn clone(&self) -> Blocks {
+    fn clone(&self) -> Blocks<W> {
         Blocks {
             reader: self.reader.clone(),
             slots: self.slots.clone(),
@@ -101,9 +100,9 @@ impl Clone for Blocks {
     }
 }
 
-impl Blocks {
+impl<W: Clone> Blocks<W> {
     /// `shapes[l][i]`: the shape of linear weight `LinearKind::ALL[i]` of block `l`.
-    pub(crate) fn new(reader: Arc<dyn BlockReader>, shapes: Vec<Vec<Vec<usize>>>) -> Blocks {
+    pub(crate) fn new(reader: Arc<dyn BlockReader<W>>, shapes: Vec<Vec<Vec<usize>>>) -> Blocks<W> {
         Blocks {
             reader,
             slots: vec![None; shapes.len()],
@@ -127,17 +126,21 @@ impl Blocks {
         }
     }
 
-    pub(crate) fn shape(&self, layer: usize, kind: LinearKind) -> Result<&[usize]> {
+    /// The shape of linear weight `i` (in `LinearKind::ALL` order) of block `layer`.
+    pub(crate) fn shape(&self, layer: usize, i: usize) -> Result<&[usize]> {
         self.check(layer)?;
-        Ok(&self.shapes[layer][BlockWeights::idx(kind)])
+        self.shapes[layer]
+            .get(i)
+            .map(Vec::as_slice)
+            .ok_or_else(|| ModelError::InvalidArgument(format!("no linear weight {i}")))
     }
 
-    fn read(&self, layer: usize) -> Result<Arc<LiveBlock>> {
+    fn read(&self, layer: usize) -> Result<Arc<LiveBlock<W>>> {
         Ok(Arc::new(LiveBlock::new(self.reader.read_block(layer)?)))
     }
 
     /// Block `layer`: the resident one, or the one read from disk (cached).
-    pub(crate) fn get(&self, layer: usize) -> Result<Arc<LiveBlock>> {
+    pub(crate) fn get(&self, layer: usize) -> Result<Arc<LiveBlock<W>>> {
         self.check(layer)?;
         if let Some(b) = &self.slots[layer] {
             return Ok(b.clone());
@@ -156,7 +159,7 @@ impl Blocks {
     }
 
     /// Block `layer` made resident (taken from the cache or read), for changing.
-    pub(crate) fn resident_mut(&mut self, layer: usize) -> Result<&mut BlockWeights> {
+    pub(crate) fn resident_mut(&mut self, layer: usize) -> Result<&mut W> {
         self.check(layer)?;
         if self.slots[layer].is_none() {
             let cached = self

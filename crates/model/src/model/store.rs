@@ -4,7 +4,6 @@
 
 use super::kinds::LinearKind;
 use super::slots::{Blocks, LiveBlock};
-use super::weights::BlockWeights;
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
 use candle_core::{DType, Device, Tensor};
@@ -12,6 +11,39 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokenizers::Tokenizer;
+
+/// The weights of one decoder block, f32 on the CPU. Linear weights are `[d_out, d_in]`
+/// as in PyTorch.
+#[derive(Debug, Clone)]
+pub struct BlockWeights {
+    /// RMSNorm before attention, `[hidden]`.
+    pub input_layernorm: Tensor,
+    /// RMSNorm before the MLP, `[hidden]`.
+    pub post_attention_layernorm: Tensor,
+    /// The seven linear weights, indexed like [`LinearKind::ALL`].
+    pub linear: [Tensor; 7],
+    /// Optional biases (Qwen2 has q/k/v biases), indexed like [`LinearKind::ALL`].
+    pub bias: [Option<Tensor>; 7],
+}
+
+impl BlockWeights {
+    pub(crate) fn idx(kind: LinearKind) -> usize {
+        LinearKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_default()
+    }
+
+    /// The weight of one linear layer.
+    pub fn weight(&self, kind: LinearKind) -> &Tensor {
+        &self.linear[Self::idx(kind)]
+    }
+
+    /// The bias of one linear layer, if it has one.
+    pub fn bias(&self, kind: LinearKind) -> Option<&Tensor> {
+        self.bias[Self::idx(kind)].as_ref()
+    }
+}
 
 /// Element type of the weights in the source files (what a writer saves by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +97,7 @@ pub struct Model {
     pub(crate) config: LlamaConfig,
     /// Stored dtype.
     pub(crate) embed_tokens: Tensor,
-    pub(crate) blocks: Blocks,
+    pub(crate) blocks: Blocks<BlockWeights>,
     /// f32.
     pub(crate) norm: Tensor,
     /// `None` when tied to the embedding; stored dtype.
@@ -97,7 +129,7 @@ impl Model {
 
     /// The f32 weights of block `layer`: the resident block, or the block read from the
     /// files (kept until another block is read; see [`Model::drop_cached_block`]).
-    pub fn block(&self, layer: usize) -> Result<Arc<LiveBlock>> {
+    pub fn block(&self, layer: usize) -> Result<Arc<LiveBlock<BlockWeights>>> {
         self.blocks.get(layer)
     }
 
@@ -167,14 +199,14 @@ impl Model {
     /// The shape `[d_out, d_in]` of a linear layer's weight, without reading it.
     pub fn weight_shape(&self, name: &str) -> Result<Vec<usize>> {
         let (layer, kind) = self.resolve(name)?;
-        Ok(self.blocks.shape(layer, kind)?.to_vec())
+        Ok(self.blocks.shape(layer, BlockWeights::idx(kind))?.to_vec())
     }
 
     /// Replaces a linear layer's weight (same shape; converted to f32). Its block becomes
     /// resident until [`Model::release_block`].
     pub fn set_weight(&mut self, name: &str, w: Tensor) -> Result<()> {
         let (layer, kind) = self.resolve(name)?;
-        let shape = self.blocks.shape(layer, kind)?;
+        let shape = self.blocks.shape(layer, BlockWeights::idx(kind))?;
         if shape != w.dims() {
             return Err(ModelError::BadTensor {
                 name: name.into(),
