@@ -3,7 +3,7 @@
 //!
 //! Loading reads headers, the config, the tokenizer and the head (embedding, final norm,
 //! `lm_head`); block weights stay in the files until a block is used (see
-//! [`Model`](crate::Model)).
+//! [`Model`]).
 
 use crate::config::LlamaConfig;
 use crate::error::{io_err, ModelError, Result};
