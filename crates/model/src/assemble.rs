@@ -5,21 +5,20 @@ use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::model::{BlockWeights, LinearKind};
 use candle_core::Tensor;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Where assembly takes its tensors from, by Hugging Face name, as f32.
+/// Where assembly takes its tensors from, by Hugging Face name: f32 for a block; the
+/// head's may come in their stored dtype (bf16, f16).
 ///
-/// The seam between reading and building: an eager loader hands a [`TensorMap`] of every
-/// tensor; a streaming one can read a block's tensors only when [`assemble_block`] asks
-/// for them.
+/// The seam between reading and building: the streaming loader (`crate::source`) reads a
+/// block's tensors only when [`assemble_block`] asks for them.
 pub(crate) trait TensorSource {
     /// The file or directory the tensors come from, for error messages.
     fn root(&self) -> &Path;
     /// Whether a tensor of this name exists.
     fn has(&self, name: &str) -> bool;
-    /// The tensor of this name (f32), `None` when there is none. A source may hand each
-    /// tensor out once.
+    /// The tensor of this name, `None` when there is none. A source may hand each tensor
+    /// out once.
     fn fetch(&mut self, name: &str) -> Result<Option<Tensor>>;
 
     /// Takes a tensor and checks its shape.
@@ -42,26 +41,6 @@ pub(crate) trait TensorSource {
     }
 }
 
-/// Tensors by HF name, all in memory, with the file or directory they came from.
-pub(crate) struct TensorMap {
-    pub(crate) root: PathBuf,
-    pub(crate) tensors: HashMap<String, Tensor>,
-}
-
-impl TensorSource for TensorMap {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    fn fetch(&mut self, name: &str) -> Result<Option<Tensor>> {
-        Ok(self.tensors.remove(name))
-    }
-}
-
 fn check_shape(root: &Path, name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     if t.dims() != shape {
         return Err(ModelError::BadTensor {
@@ -79,7 +58,8 @@ fn check_shape(root: &Path, name: &str, t: &Tensor, shape: &[usize]) -> Result<(
 /// Whether two tensors hold exactly the same values.
 fn same_values(a: &Tensor, b: &Tensor) -> Result<bool> {
     let v = |t: &Tensor, name: &str| {
-        t.flatten_all()
+        t.to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| ModelError::BadTensor {
                 name: name.into(),
@@ -87,35 +67,6 @@ fn same_values(a: &Tensor, b: &Tensor) -> Result<bool> {
             })
     };
     Ok(v(a, "model.embed_tokens.weight")? == v(b, "lm_head.weight")?)
-}
-
-/// Builds the block and head weights from HF-named tensors. A block tensor left over is
-/// refused: the checkpoint is of another family than its config says (a Qwen3 checkpoint
-/// declared Qwen2 would otherwise run without its q/k norms).
-pub(crate) fn assemble(
-    cfg: &LlamaConfig,
-    mut map: TensorMap,
-) -> Result<(Tensor, Vec<BlockWeights>, Tensor, Option<Tensor>)> {
-    let (embed, norm, lm_head) = assemble_head(cfg, &mut map)?;
-    let blocks = (0..cfg.num_hidden_layers)
-        .map(|l| assemble_block(cfg, l, &mut map))
-        .collect::<Result<Vec<_>>>()?;
-    let mut left: Vec<&String> = map
-        .tensors
-        .keys()
-        .filter(|n| n.starts_with("model.layers."))
-        .collect();
-    left.sort();
-    if let Some(name) = left.first() {
-        return Err(ModelError::Unsupported {
-            path: map.root.clone(),
-            what: format!(
-                "tensor '{name}': a {} block has no such tensor (is the config's architecture right?)",
-                cfg.architecture.hf_class()
-            ),
-        });
-    }
-    Ok((embed, blocks, norm, lm_head))
 }
 
 /// The two ends of the decoder: the embedding, the final norm and the `lm_head` (`None`

@@ -7,11 +7,20 @@
 //! - [`load`](fn@load): a Hugging Face directory (`config.json`, one or several `*.safetensors`
 //!   with `model.safetensors.index.json`, `tokenizer.json`; f32, f16 or bf16) or a GGUF
 //!   file (dequantized to f32, Q/K un-permuted to HF layout, tokenizer built from its
-//!   metadata);
+//!   metadata). Loading reads the headers, the config, the tokenizer and the head; the
+//!   weights of the decoder blocks stay in the files;
+//! - streaming: a block's weights are read (positioned reads, no long-lived memory map)
+//!   and widened to f32 when the block is used, and dropped when the next block is read,
+//!   so a walk over the blocks holds one block in f32 at a time
+//!   ([`live_f32_blocks`] counts them). The embedding and `lm_head` stay in their stored
+//!   dtype (rows gathered, head applied in chunks). A block changed with
+//!   [`Model::set_weight`] stays *resident* until [`Model::release_block`], which
+//!   discards the change: write the block out first;
 //! - the block-level interface the pipeline drives: [`Model::embed`],
 //!   [`Model::block_forward_capture`] (block output and the input of each linear
 //!   layer), [`Model::weight`] / [`Model::set_weight`] by HF name, [`Model::logits`];
-//! - [`perplexity_of_file`] over consecutive windows (see [`ppl`] for the exact rules);
+//! - [`perplexity_of_file`] over consecutive windows, walked block by block (see [`ppl`]
+//!   for the exact rules);
 //! - [`save_hf_dir`]: an HF directory transformers loads, written atomically, in shards
 //!   of 5 GB (transformers' default) or of the size [`save_hf_dir_sharded`] is given;
 //!   [`ModelWriter`]: the same directory written part by part (embedding, each block,
@@ -36,10 +45,12 @@
 //!         let w = model.weight(&name)?.flatten_all()?.to_vec1::<f32>()?;
 //!         let pruned: Vec<f32> = w; // ... Gram from x, mask, apply ...
 //!         # let _ = x;
-//!         model.set_weight_f32(&name, pruned)?;
+//!         model.set_weight_f32(&name, pruned)?; // the block is now resident
 //!     }
 //!     // Recompute the block with its pruned weights for the next block's input.
 //!     hidden = model.block_forward(layer, &hidden)?;
+//!     // ... write the pruned block out, then let it go back to the files:
+//!     model.release_block(layer);
 //! }
 //! let _logits = model.logits(&hidden)?;
 //! # Ok(())
@@ -57,6 +68,8 @@ pub mod load;
 pub mod model;
 pub mod ppl;
 pub mod rope;
+mod source;
+mod st_index;
 pub mod window;
 pub mod write;
 
@@ -67,8 +80,8 @@ pub use error::{ModelError, Result};
 pub use gguf::load_gguf;
 pub use load::{load, load_hf_dir};
 pub use model::{
-    Activations, BlockCapture, BlockWeights, CapturePoint, LinearKind, Model, ModelSource,
-    SourceDtype,
+    live_f32_blocks, peak_live_f32_blocks, reset_peak_live_f32_blocks, Activations, BlockCapture,
+    BlockWeights, CapturePoint, LinearKind, LiveBlock, Model, ModelSource, SourceDtype,
 };
 pub use ppl::{perplexity, perplexity_of_file, read_text, Perplexity};
 pub use tokenizers::Tokenizer;

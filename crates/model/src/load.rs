@@ -1,15 +1,20 @@
 //! Loading: a Hugging Face directory (`config.json`, `*.safetensors`, `tokenizer.json`)
 //! or a GGUF file ([`crate::gguf`]), chosen by what the path is.
+//!
+//! Loading reads headers, the config, the tokenizer and the head (embedding, final norm,
+//! `lm_head`); block weights stay in the files until a block is used (see
+//! [`Model`]).
 
-use crate::assemble::{assemble, TensorMap};
 use crate::config::LlamaConfig;
-use crate::error::{io_err, CandleContext, ModelError, Result};
+use crate::error::{io_err, ModelError, Result};
 use crate::model::{Model, ModelSource, SourceDtype};
-use candle_core::{Device, Tensor};
+use crate::source::{model_from_source, WeightSource};
+use crate::st_index::SafetensorsIndex;
 use safetensors::tensor::Dtype;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// Loads a model: a directory is read as a Hugging Face model, a file as GGUF.
@@ -80,20 +85,8 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Widens a safetensors tensor to f32 (through tensor-io's `widen`, the one home of dtype
-/// widening).
-fn to_f32(path: &Path, name: &str, dtype: Dtype, shape: &[usize], b: &[u8]) -> Result<Tensor> {
-    let data = sparseswaps_tensor_io::widen::to_f32(path, name, dtype, b).map_err(|e| {
-        ModelError::BadTensor {
-            name: name.into(),
-            reason: format!("in {} {}", path.display(), e.reason()),
-        }
-    })?;
-    Tensor::from_vec(data, shape, &Device::Cpu)
-        .ctx(|| format!("{}: tensor '{name}'", path.display()))
-}
-
-/// Loads a Hugging Face model directory.
+/// Loads a Hugging Face model directory for streaming (headers, config, tokenizer and
+/// head now; blocks when used).
 pub fn load_hf_dir(dir: &Path) -> Result<Model> {
     if !dir.is_dir() {
         return Err(ModelError::NotFound { path: dir.into() });
@@ -116,65 +109,27 @@ pub fn load_hf_dir(dir: &Path) -> Result<Model> {
         reason: e.to_string(),
     })?;
 
-    let mut tensors = HashMap::new();
-    // Counted by debug name: safetensors' Dtype is not hashable.
-    let mut dtypes: HashMap<String, (Dtype, usize)> = HashMap::new();
-    for shard in shard_files(dir)? {
-        let file = fs::File::open(&shard).map_err(io_err(&shard))?;
-        // SAFETY: the map is read-only and dropped before this function returns; a file
-        // changed underneath while loading is the caller's race, as with any reader.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&shard))?;
-        let st =
-            sparseswaps_tensor_io::parse(&shard, &mmap).map_err(|e| ModelError::Safetensors {
-                path: shard.clone(),
-                reason: match e {
-                    sparseswaps_tensor_io::TensorIoError::NotSafetensors { reason, .. } => reason,
-                    other => other.to_string(),
-                },
-            })?;
-        for (name, view) in st.tensors() {
-            // Buffers such as `rotary_emb.inv_freq` are recomputed, not loaded.
-            if name.ends_with("rotary_emb.inv_freq") {
-                continue;
-            }
-            if name.ends_with(".weight") && name.contains("_proj") {
-                dtypes
-                    .entry(format!("{:?}", view.dtype()))
-                    .or_insert((view.dtype(), 0))
-                    .1 += 1;
-            }
-            let t = to_f32(&shard, &name, view.dtype(), view.shape(), view.data())?;
-            tensors.insert(name, t);
-        }
-    }
+    let index = SafetensorsIndex::open(dir, &shard_files(dir)?)?;
     // The dtype most linear weights have is the one a writer reproduces.
-    let dtype = match dtypes.into_values().max_by_key(|(_, n)| *n).map(|(d, _)| d) {
+    let dtype = match index
+        .linear_dtypes()
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| d)
+    {
         Some(Dtype::F16) => SourceDtype::F16,
         Some(Dtype::BF16) => SourceDtype::BF16,
         _ => SourceDtype::F32,
     };
-    let (embed_tokens, blocks, norm, lm_head) = assemble(
-        &config,
-        TensorMap {
-            root: dir.into(),
-            tensors,
-        },
-    )?;
-    // What the weights are, not what the config claimed: the writer keys on it.
-    let mut config = config;
-    config.tie_word_embeddings = lm_head.is_none();
-    Ok(Model {
+    model_from_source(
         config,
-        embed_tokens,
-        blocks,
-        norm,
-        lm_head,
         tokenizer,
-        source: ModelSource {
+        ModelSource {
             path: dir.into(),
             dtype,
             hf_config: Some(hf_config),
             tokenizer_json: Some(tok_bytes),
         },
-    })
+        Arc::new(index) as Arc<dyn WeightSource>,
+    )
 }

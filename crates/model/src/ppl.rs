@@ -11,12 +11,23 @@
 //!   token of a window has no context and is not scored), so each window scores `L − 1`
 //!   tokens;
 //! - `mean_nll` is the mean natural-log negative likelihood over all scored tokens
-//!   (accumulated in f64), and `ppl = exp(mean_nll)`.
+//!   (accumulated in f64, window by window in order), and `ppl = exp(mean_nll)`.
+//!
+//! The model is walked block by block: every window's hidden states pass through block
+//! `i` before block `i + 1` is read, so one block's weights are in memory at a time (see
+//! [`Model`]); each window is its own batch of one, as in a forward of that window alone,
+//! so the values are those of [`Model::forward`] window by window. Then each window in
+//! turn goes through the final norm and the chunked head to its log-likelihood, a few
+//! positions at a time (each position's value depends on its own row of logits only).
 
 use crate::error::{io_err, CandleContext, ModelError, Result};
 use crate::model::Model;
 use candle_core::{Device, Tensor, D};
 use std::path::{Path, PathBuf};
+
+/// Logits computed at once in the head phase (32 MiB of f32): positions are scored a few
+/// at a time so that a window's logits over a large vocabulary never exist whole.
+const LOGIT_VALUES: usize = 8 << 20;
 
 /// The result of a perplexity evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,7 +63,8 @@ pub fn read_text(path: &Path) -> Result<String> {
 }
 
 /// Perplexity of `model` on the text in `path` (see the module docs for the exact
-/// procedure). `progress(done, total)` is called after each window.
+/// procedure). `progress(done, total)` is called after each step of the walk: a window
+/// through one block or through the head, `total = windows · (blocks + 1)`.
 pub fn perplexity_of_file(
     model: &Model,
     path: &Path,
@@ -65,7 +77,8 @@ pub fn perplexity_of_file(
     perplexity_impl(model, &ids, path, seq_len, max_windows, progress)
 }
 
-/// Perplexity of `model` on token ids (windows as in [`perplexity_of_file`]).
+/// Perplexity of `model` on token ids (windows and progress as in
+/// [`perplexity_of_file`]).
 pub fn perplexity(
     model: &Model,
     ids: &[u32],
@@ -105,12 +118,42 @@ fn perplexity_impl(
         });
     }
     let windows = available.min(max_windows);
+    let layers = model.num_layers();
+    let steps = windows * (layers + 1);
+    let window = |w: usize| &ids[w * seq_len..(w + 1) * seq_len];
+    let mut hidden = (0..windows)
+        .map(|w| model.embed(window(w), 1))
+        .collect::<Result<Vec<_>>>()?;
+    let mut done = 0;
+    for l in 0..layers {
+        for h in hidden.iter_mut() {
+            *h = model.block_forward(l, h)?;
+            done += 1;
+            progress(done, steps);
+        }
+    }
+    // The last block is not needed for the head: free it before the logits are made.
+    model.drop_cached_block();
+    let vocab = model.config().vocab_size.max(1);
+    let rows = (LOGIT_VALUES / vocab).clamp(1, seq_len - 1);
     let mut total = 0f64;
-    for w in 0..windows {
-        let win = &ids[w * seq_len..(w + 1) * seq_len];
-        let logits = model.forward(win, 1)?;
-        total += window_nll(&logits, &win[1..])?;
-        progress(w + 1, windows);
+    for (w, h) in hidden.into_iter().enumerate() {
+        let targets = &window(w)[1..];
+        // The logits of a few positions at a time: each position's log-likelihood
+        // depends on its row alone, and the sum runs over positions in order as it would
+        // over the whole window.
+        let mut sum = 0f64;
+        for start in (0..targets.len()).step_by(rows) {
+            let n = rows.min(targets.len() - start);
+            let part = h
+                .narrow(1, start, n)
+                .ctx(|| format!("window {w}: positions {start}..{}", start + n))?;
+            let logits = model.logits(&part)?;
+            sum = rows_nll(&logits, &targets[start..start + n], sum)?;
+        }
+        total += sum;
+        done += 1;
+        progress(done, steps);
     }
     let tokens = windows * (seq_len - 1);
     let mean_nll = total / tokens as f64;
@@ -122,8 +165,9 @@ fn perplexity_impl(
     })
 }
 
-/// Sum of `-log p(target_t | prefix)` over a window, from logits `[1, L, vocab]`.
-fn window_nll(logits: &Tensor, targets: &[u32]) -> Result<f64> {
+/// `sum` plus `-log p(target_t | prefix)` of each position in turn, from logits
+/// `[1, n, vocab]` of `n` consecutive positions.
+fn rows_nll(logits: &Tensor, targets: &[u32], sum: f64) -> Result<f64> {
     let n = targets.len();
     let f = || -> candle_core::Result<Vec<f32>> {
         let x = logits.squeeze(0)?.narrow(0, 0, n)?;
@@ -134,5 +178,5 @@ fn window_nll(logits: &Tensor, targets: &[u32]) -> Result<f64> {
         (lse - picked)?.flatten_all()?.to_vec1::<f32>()
     };
     let v = f().ctx(|| "window log-likelihood".into())?;
-    Ok(v.iter().map(|&x| x as f64).sum())
+    Ok(v.iter().fold(sum, |acc, &x| acc + x as f64))
 }

@@ -27,7 +27,7 @@ fn tensors(m: &Model) -> BTreeMap<String, Vec<f32>> {
     out.insert("norm".to_string(), flat(m.final_norm()));
     out.insert("head".to_string(), flat(m.lm_head()));
     for l in 0..m.num_layers() {
-        for (n, t) in block_tensors(m.config(), l, m.block(l).unwrap()).unwrap() {
+        for (n, t) in block_tensors(m.config(), l, &m.block(l).unwrap()).unwrap() {
             out.insert(n, flat(&t));
         }
     }
@@ -126,12 +126,12 @@ fn write_incremental(model: &Model, dir: &Path, stop: Option<usize>) {
     let mut from = 0;
     if let Some(k) = stop {
         for l in 0..k {
-            w.write_block(l, model.block(l).unwrap()).unwrap();
+            w.write_block(l, &model.block(l).unwrap()).unwrap();
         }
         w.sync().unwrap();
         // Written after the checkpoint: the resumed writer writes it again.
         if k < model.num_layers() {
-            w.write_block(k, model.block(k).unwrap()).unwrap();
+            w.write_block(k, &model.block(k).unwrap()).unwrap();
         }
         drop(w);
         w = ModelWriter::resume(model, dir, SaveDtype::F16, 15_000, k).unwrap();
@@ -139,7 +139,7 @@ fn write_incremental(model: &Model, dir: &Path, stop: Option<usize>) {
         from = k;
     }
     for l in from..model.num_layers() {
-        w.write_block(l, model.block(l).unwrap()).unwrap();
+        w.write_block(l, &model.block(l).unwrap()).unwrap();
     }
     if from > 0 {
         // What a resumed run reads back for its finished blocks: the f16 weights.

@@ -214,7 +214,7 @@ fn gguf_with_permuted_qk_matches_the_hf_weights() {
     assert_eq!(ids, b.encode(text).unwrap());
     for k in LinearKind::ALL {
         let n = k.weight_name(1);
-        let d = max_abs_diff(a.weight(&n).unwrap(), b.weight(&n).unwrap());
+        let d = max_abs_diff(&a.weight(&n).unwrap(), &b.weight(&n).unwrap());
         assert_eq!(d, 0.0, "{n}");
     }
     let d = max_abs_diff(&a.forward(&ids, 1).unwrap(), &b.forward(&ids, 1).unwrap());

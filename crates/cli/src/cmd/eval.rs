@@ -24,8 +24,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let bar = ProgressBar::new(args.windows as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} windows {elapsed_precise} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps (window × block) {elapsed_precise} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let res = sparseswaps_pipeline::tools::eval(
         &args.model,

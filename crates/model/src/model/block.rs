@@ -37,7 +37,8 @@ impl Model {
         hidden: &Tensor,
         capture: bool,
     ) -> Result<(Tensor, Option<BlockCapture>)> {
-        let w = self.block(layer)?;
+        let live = self.block(layer)?;
+        let w: &super::store::BlockWeights = &live;
         let cfg = &self.config;
         let (b, s, hsz) = hidden
             .dims3()

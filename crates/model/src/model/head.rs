@@ -1,10 +1,19 @@
 //! The two ends of the decoder, embedding and final norm with `lm_head`, and the full
 //! forward and greedy generation built from them and the blocks.
+//!
+//! Both tables stay in their stored dtype: the embedding gathers rows and widens only
+//! those, the head is applied in chunks of vocabulary rows, each widened to f32 only
+//! while it is multiplied. Widening is exact and each logit is the same dot product as
+//! with the whole f32 table, so the values are those of an f32 table.
 
 use super::ops::{linear, norm, softcap};
 use super::store::Model;
 use crate::error::{CandleContext, ModelError, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+
+/// Values of `lm_head` widened to f32 at once (64 MiB of f32): bounds the head's
+/// transient memory whatever the vocabulary.
+const HEAD_CHUNK_VALUES: usize = 16 << 20;
 
 impl Model {
     /// Embeds `ids`, `batch` sequences of `ids.len() / batch` tokens laid end to end:
@@ -25,11 +34,11 @@ impl Model {
         let seq = ids.len() / batch;
         let f = || -> candle_core::Result<Tensor> {
             let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-            let e = self.embed_tokens.index_select(&idx, 0)?.reshape((
-                batch,
-                seq,
-                self.config.hidden_size,
-            ))?;
+            let e = self
+                .embed_tokens
+                .index_select(&idx, 0)?
+                .to_dtype(DType::F32)?
+                .reshape((batch, seq, self.config.hidden_size))?;
             match self.config.block.embed_scale {
                 // Gemma: times √hidden rounded to f32, as transformers multiplies.
                 Some(scale) => e * f64::from(scale as f32),
@@ -51,8 +60,20 @@ impl Model {
                 &cfg.block,
                 cfg.rms_norm_eps,
             )?;
-            let logits = linear(&x, self.lm_head(), None)?;
-            softcap(logits, cfg.block.final_softcap)?.reshape((b, s, cfg.vocab_size))
+            let head = self.lm_head();
+            let vocab = cfg.vocab_size;
+            let rows = (HEAD_CHUNK_VALUES / h.max(1)).clamp(1, vocab);
+            let mut parts = Vec::with_capacity(vocab.div_ceil(rows));
+            for start in (0..vocab).step_by(rows) {
+                let n = rows.min(vocab - start);
+                let w = head.narrow(0, start, n)?.to_dtype(DType::F32)?;
+                parts.push(linear(&x, &w, None)?);
+            }
+            let logits = match parts.len() {
+                1 => parts.swap_remove(0),
+                _ => Tensor::cat(&parts, 1)?,
+            };
+            softcap(logits, cfg.block.final_softcap)?.reshape((b, s, vocab))
         };
         f().ctx(|| "final norm and lm_head".into())
     }
@@ -61,7 +82,7 @@ impl Model {
     /// `ids.len() / batch` tokens laid end to end.
     pub fn forward(&self, ids: &[u32], batch: usize) -> Result<Tensor> {
         let mut h = self.embed(ids, batch)?;
-        for layer in 0..self.blocks.len() {
+        for layer in 0..self.num_layers() {
             h = self.block_forward(layer, &h)?;
         }
         self.logits(&h)

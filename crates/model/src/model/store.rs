@@ -1,12 +1,15 @@
-//! The model as stored: f32 block weights, head, tokenizer and source; weights read and
-//! replaced by Hugging Face name.
+//! The model as loaded: config, tokenizer, the head in its stored dtype, and the blocks
+//! as slots read from the source when used; weights read and replaced by Hugging Face
+//! name.
 
 use super::kinds::LinearKind;
+use super::slots::{Blocks, LiveBlock};
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// The weights of one decoder block, f32 on the CPU. Linear weights are `[d_out, d_in]`
@@ -91,16 +94,23 @@ pub struct ModelSource {
     pub tokenizer_json: Option<Vec<u8>>,
 }
 
-/// A Llama-family causal language model with f32 weights on the CPU.
+/// A Llama-family causal language model on the CPU, its weights streamed from its files.
 ///
-/// One copy of the weights is kept; a tied `lm_head` shares the embedding tensor.
+/// Kept in memory: the config, the tokenizer, the final norm (f32), and the embedding and
+/// `lm_head` in their stored dtype (bf16, f16 or f32; a quantized GGUF table dequantized
+/// to f32). A tied `lm_head` shares the embedding tensor. Each decoder block is read
+/// from the files (widened to f32) when it is used and dropped when the next one is read,
+/// unless it is *resident*: a block whose weights were changed with
+/// [`Model::set_weight`] stays in memory until [`Model::release_block`].
 #[derive(Debug, Clone)]
 pub struct Model {
     pub(crate) config: LlamaConfig,
+    /// Stored dtype.
     pub(crate) embed_tokens: Tensor,
-    pub(crate) blocks: Vec<BlockWeights>,
+    pub(crate) blocks: Blocks<BlockWeights>,
+    /// f32.
     pub(crate) norm: Tensor,
-    /// `None` when tied to the embedding.
+    /// `None` when tied to the embedding; stored dtype.
     pub(crate) lm_head: Option<Tensor>,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) source: ModelSource,
@@ -127,25 +137,42 @@ impl Model {
         self.blocks.len()
     }
 
-    /// The weights of block `layer`.
-    pub fn block(&self, layer: usize) -> Result<&BlockWeights> {
-        self.blocks.get(layer).ok_or(ModelError::LayerOutOfRange {
-            index: layer,
-            count: self.blocks.len(),
-        })
+    /// The f32 weights of block `layer`: the resident block, or the block read from the
+    /// files (kept until another block is read; see [`Model::drop_cached_block`]).
+    pub fn block(&self, layer: usize) -> Result<Arc<LiveBlock<BlockWeights>>> {
+        self.blocks.get(layer)
     }
 
-    /// The embedding matrix `[vocab, hidden]`.
+    /// Drops block `layer`'s resident weights: it is read from the files again when next
+    /// used. **Changes made with [`Model::set_weight`] are discarded**: write the block
+    /// out first. A layer out of range does nothing.
+    pub fn release_block(&mut self, layer: usize) {
+        self.blocks.release(layer);
+    }
+
+    /// How many blocks are resident (changed and not yet released).
+    pub fn resident_blocks(&self) -> usize {
+        self.blocks.resident()
+    }
+
+    /// Drops the block kept from the last read from the files, so that no block's
+    /// weights stay in memory between walks (resident blocks are kept).
+    pub fn drop_cached_block(&self) {
+        self.blocks.drop_cached();
+    }
+
+    /// The embedding matrix `[vocab, hidden]`, in its stored dtype.
     pub fn embed_tokens(&self) -> &Tensor {
         &self.embed_tokens
     }
 
-    /// The final RMSNorm weight `[hidden]`.
+    /// The final RMSNorm weight `[hidden]` (f32).
     pub fn final_norm(&self) -> &Tensor {
         &self.norm
     }
 
-    /// The output projection `[vocab, hidden]` (the embedding when tied).
+    /// The output projection `[vocab, hidden]` (the embedding when tied), in its stored
+    /// dtype.
     pub fn lm_head(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
@@ -172,37 +199,42 @@ impl Model {
     }
 
     /// A linear layer's weight `[d_out, d_in]` (f32) by its Hugging Face name
-    /// (`model.layers.{i}.self_attn.q_proj.weight`, … `mlp.down_proj.weight`).
-    pub fn weight(&self, name: &str) -> Result<&Tensor> {
+    /// (`model.layers.{i}.self_attn.q_proj.weight`, … `mlp.down_proj.weight`). Reads the
+    /// block from the files unless it is resident or the last one read.
+    pub fn weight(&self, name: &str) -> Result<Tensor> {
         let (layer, kind) = self.resolve(name)?;
-        Ok(self.blocks[layer].weight(kind))
+        Ok(self.block(layer)?.weight(kind).clone())
     }
 
-    /// Replaces a linear layer's weight (same shape; converted to f32).
+    /// The shape `[d_out, d_in]` of a linear layer's weight, without reading it.
+    pub fn weight_shape(&self, name: &str) -> Result<Vec<usize>> {
+        let (layer, kind) = self.resolve(name)?;
+        Ok(self.blocks.shape(layer, BlockWeights::idx(kind))?.to_vec())
+    }
+
+    /// Replaces a linear layer's weight (same shape; converted to f32). Its block becomes
+    /// resident until [`Model::release_block`].
     pub fn set_weight(&mut self, name: &str, w: Tensor) -> Result<()> {
         let (layer, kind) = self.resolve(name)?;
-        let old = self.blocks[layer].weight(kind);
-        if old.dims() != w.dims() {
+        let shape = self.blocks.shape(layer, BlockWeights::idx(kind))?;
+        if shape != w.dims() {
             return Err(ModelError::BadTensor {
                 name: name.into(),
-                reason: format!(
-                    "new weight has shape {:?}, expected {:?}",
-                    w.dims(),
-                    old.dims()
-                ),
+                reason: format!("new weight has shape {:?}, expected {shape:?}", w.dims(),),
             });
         }
         let w = w
             .to_dtype(DType::F32)
             .and_then(|w| w.contiguous())
             .ctx(|| format!("converting the new weight '{name}' to f32"))?;
-        self.blocks[layer].linear[BlockWeights::idx(kind)] = w;
+        self.blocks.resident_mut(layer)?.linear[BlockWeights::idx(kind)] = w;
         Ok(())
     }
 
-    /// Replaces a linear layer's weight from row-major f32 values.
+    /// Replaces a linear layer's weight from row-major f32 values (block made resident
+    /// as by [`Model::set_weight`]).
     pub fn set_weight_f32(&mut self, name: &str, data: Vec<f32>) -> Result<()> {
-        let shape = self.weight(name)?.dims().to_vec();
+        let shape = self.weight_shape(name)?;
         if data.len() != shape.iter().product::<usize>() {
             return Err(ModelError::BadTensor {
                 name: name.into(),

@@ -2,8 +2,8 @@
 //! parts (embedding, each block, final norm and head), in shards of a given size.
 
 use super::layout::{block_tensors, hf_layout};
-use crate::config::LlamaConfig;
 use super::{resolve, write_side_files, SaveDtype};
+use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::{BlockWeights, Model};
 use candle_core::{Device, Tensor};
@@ -54,7 +54,7 @@ impl ModelWriter {
         let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
         ShardPlan::new(
             dir,
-            hf_layout(model.config(), template, dtype)?,
+            hf_layout(model.config(), template.as_deref().map(|b| &**b), dtype)?,
             shard_size,
             &meta,
         )

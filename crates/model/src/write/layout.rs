@@ -37,7 +37,11 @@ pub fn linear_shape(cfg: &LlamaConfig, kind: LinearKind) -> [usize; 2] {
 /// Block `l`'s tensors by checkpoint name, in the family's own names and layout (fused
 /// matrices joined again, extra norms included): [`crate::assemble::block_tensors`], the
 /// inverse of how the loader reads a block.
-pub fn block_tensors(cfg: &LlamaConfig, l: usize, b: &BlockWeights) -> Result<Vec<(String, Tensor)>> {
+pub fn block_tensors(
+    cfg: &LlamaConfig,
+    l: usize,
+    b: &BlockWeights,
+) -> Result<Vec<(String, Tensor)>> {
     crate::assemble::block_tensors(cfg, l, b)
 }
 

@@ -61,7 +61,8 @@ pub(crate) fn resolve(dtype: SaveDtype, source: &SourceDtype) -> SaveDtype {
 /// The little-endian bytes of `t` in `dtype` (resolved).
 pub(crate) fn encode(name: &str, t: &Tensor, dtype: SaveDtype) -> Result<Vec<u8>> {
     let data = t
-        .flatten_all()
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(|source| ModelError::Candle {
             context: format!("reading tensor '{name}' for writing"),
@@ -155,7 +156,8 @@ fn write_into(model: &Model, dir: &Path, dtype: SaveDtype, shard_size: u64) -> R
     let mut w = ModelWriter::begin(model, dir, dtype, shard_size)?;
     w.write_embedding(model.embed_tokens())?;
     for l in 0..model.num_layers() {
-        w.write_block(l, model.block(l)?)?;
+        let b = model.block(l)?;
+        w.write_block(l, &b)?;
     }
     let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
     w.write_head(model.final_norm(), head)?;

@@ -69,11 +69,10 @@ pub fn restore(staging: &Staging, targets: &Targets, blocks_done: usize) -> Resu
     Ok(masks)
 }
 
-/// Drops block `l`'s weights from memory once it is written.
+/// Drops block `l`'s weights from memory once it is written: the staged shards hold
+/// them now (and serve `--resume` and the pruned evaluation).
 fn release_block(model: &mut Model, l: usize) {
-    // TODO(lead): release_block — `model.release_block(l)` once the streaming model
-    // (helper `stream`) has it; until then every block stays resident.
-    let _ = (model, l);
+    model.release_block(l);
 }
 
 /// Prunes blocks `manifest.blocks_done..manifest.blocks`, writing each to the staged
@@ -137,7 +136,9 @@ pub fn prune_blocks(
             }
         }
         manifest.layers.extend(reports);
-        writer.write_block(l, model.block(l)?)?;
+        let block = model.block(l)?;
+        writer.write_block(l, &block)?;
+        drop(block);
         writer.sync()?;
         checkpoint(staging, manifest, l, &finished, &hidden, elapsed)?;
         release_block(model, l);
@@ -241,7 +242,7 @@ fn prune_target(
 ) -> Result<(LayerReport, (String, OwnedTensor))> {
     let name = layer_name(l, k);
     let wname = k.weight_name(l);
-    let dims = model.weight(&wname)?.dims().to_vec();
+    let dims = model.weight_shape(&wname)?;
     let dense = weight_f32(model, &wname)?;
     let outcome = prune_layer(
         &LayerJob {

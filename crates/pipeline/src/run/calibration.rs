@@ -179,6 +179,8 @@ pub fn draw_windows(ids: &[u32], samples: usize, seq_len: usize, seed: u64) -> O
     Some(out)
 }
 
+/// Perplexity of `model` on `ids` (consecutive windows), walked block by block so that one
+/// block's weights are read at a time; the events count windows.
 fn eval_ppl(
     model: &Model,
     ids: &[u32],
@@ -192,8 +194,15 @@ fn eval_ppl(
         label: label.into(),
         windows: windows.min(ids.len() / seq_len),
     });
-    let p = sparseswaps_model::perplexity(model, ids, seq_len, windows, &mut |_, _| {
-        events(Event::EvalWindow)
+    // The model is walked block by block, reporting steps (a window through a block or
+    // the head); the bar counts windows, so one window's worth of steps is one tick.
+    let mut ticks = 0;
+    let p = sparseswaps_model::perplexity(model, ids, seq_len, windows, &mut |done, total| {
+        let now = done * windows.min(ids.len() / seq_len) / total.max(1);
+        while ticks < now {
+            ticks += 1;
+            events(Event::EvalWindow);
+        }
     })?;
     events(Event::EvalDone {
         label: label.into(),

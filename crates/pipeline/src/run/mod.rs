@@ -224,8 +224,9 @@ fn memory_plan(
     Ok(memory::plan(&memory::PlanInputs {
         model: model.config(),
         stored_bytes,
-        // TODO(lead): release_block — `OneBlock` once the model streams its blocks.
-        residency: memory::Residency::AllF32,
+        // The model streams its blocks: one is resident (two at a pruned block's
+        // hand-off, which the plan's block term covers with the captured activations).
+        residency: memory::Residency::OneBlock,
         calibration: (c.samples, c.seq_len, c.micro_batch),
         eval: cfg.eval.as_ref().map(|e| (e.windows, e.seq_len)),
         group: &group,

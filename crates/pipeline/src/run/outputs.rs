@@ -41,8 +41,10 @@ pub struct Finished<'a> {
 /// config, tokenizer and shard index.
 pub fn finish_model(model: &mut Model, mut writer: ModelWriter) -> Result<()> {
     while let Some(l) = writer.next_block() {
-        writer.write_block(l, model.block(l)?)?;
-        // TODO(lead): release_block — `model.release_block(l)` here too.
+        let block = model.block(l)?;
+        writer.write_block(l, &block)?;
+        drop(block);
+        model.release_block(l);
     }
     let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
     writer.write_head(model.final_norm(), head)?;

@@ -64,7 +64,7 @@ pub fn select_targets(model: &Model, cfg: &PipelineConfig) -> Result<Targets> {
 pub fn check_widths(model: &Model, targets: &Targets, pattern: &Pattern) -> Result<()> {
     for (&l, kinds) in targets {
         for &k in kinds {
-            let d_in = model.weight(&k.weight_name(l))?.dims()[1];
+            let d_in = model.weight_shape(&k.weight_name(l))?[1];
             pattern
                 .check_width(d_in)
                 .map_err(|e| PipelineError::Input(format!("{}: {e}", layer_name(l, k))))?;
