@@ -70,6 +70,7 @@ pub mod ppl;
 pub mod rope;
 mod source;
 mod st_index;
+pub mod tokenize;
 pub mod window;
 pub mod write;
 

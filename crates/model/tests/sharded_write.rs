@@ -21,7 +21,14 @@ fn tiny_model(dir: &Path, arch: &str, bias: bool, tied: bool) -> Model {
 
 /// Every tensor of a model by checkpoint name, as f32 values.
 fn tensors(m: &Model) -> BTreeMap<String, Vec<f32>> {
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let flat = |t: &Tensor| {
+        t.to_dtype(sparseswaps_model::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
     let mut out = BTreeMap::new();
     out.insert("embed".to_string(), flat(m.embed_tokens()));
     out.insert("norm".to_string(), flat(m.final_norm()));

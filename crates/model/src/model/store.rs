@@ -177,15 +177,13 @@ impl Model {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
-    /// Tokenizes `text` without adding special tokens.
+    /// Tokenizes `text` without adding special tokens: the ids of one `encode` of the
+    /// whole text, computed in pieces when it is long (see [`crate::tokenize`]).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer
-            .encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.source.path.clone(),
-                reason: e.to_string(),
-            })
+        crate::tokenize::encode_long(&self.tokenizer, text).map_err(|e| ModelError::Tokenizer {
+            path: self.source.path.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// Decodes token ids to text (special tokens kept).
