@@ -1,6 +1,7 @@
 //! Tests of the config: defaults, unknown keys, budgets, globs and paths.
 
 use super::*;
+use std::path::Path;
 use std::path::PathBuf;
 
 const MIN: &str = r#"
