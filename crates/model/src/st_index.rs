@@ -157,9 +157,24 @@ impl WeightSource for SafetensorsIndex {
             _ => return self.read_f32(name),
         };
         let path = &self.shards[e.shard].0;
-        let bytes = self.bytes(name, e)?;
-        Tensor::from_raw_buffer(&bytes, dtype, &e.shape, &Device::Cpu)
-            .map(Some)
+        // Read straight into the tensor's own buffer: a byte buffer copied into one
+        // would hold the embedding twice while it loads (1 GB for Llama-3.1-8B's).
+        let (shard, file) = &self.shards[e.shard];
+        let values = e.len / 2;
+        let read = |buf: &mut [u8]| {
+            file.read_exact_at(buf, e.offset)
+                .map_err(|err| bad_tensor(shard, name, format!("reading its data: {err}")))
+        };
+        let t = if dtype == DType::BF16 {
+            let mut v = vec![half::bf16::ZERO; values];
+            read(bytemuck::cast_slice_mut(&mut v))?;
+            Tensor::from_vec(v, e.shape.as_slice(), &Device::Cpu)
+        } else {
+            let mut v = vec![half::f16::ZERO; values];
+            read(bytemuck::cast_slice_mut(&mut v))?;
+            Tensor::from_vec(v, e.shape.as_slice(), &Device::Cpu)
+        };
+        t.map(Some)
             .ctx(|| format!("{}: tensor '{name}'", path.display()))
     }
 }

@@ -212,3 +212,75 @@ fn memory_plan_refuses_a_run_over_the_limit_and_is_reported() {
         m.measured.iter().filter_map(|p| p.peak_bytes).max()
     );
 }
+
+/// `setup`'s config with `calibration.hidden_dtype = dtype`.
+fn with_hidden_dtype(dir: &Path, dtype: &str) -> (PipelineConfig, PathBuf) {
+    let (_, p) = setup(dir, "");
+    let toml = std::fs::read_to_string(&p).unwrap().replace(
+        "micro_batch = 2\n",
+        &format!("micro_batch = 2\nhidden_dtype = \"{dtype}\"\n"),
+    );
+    std::fs::write(&p, &toml).unwrap();
+    let cfg = PipelineConfig::from_toml(&p, &toml);
+    (cfg.unwrap(), p)
+}
+
+#[test]
+fn hidden_states_kept_in_bf16_halve_their_plan_and_resume_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg32, p32) = setup(dir.path(), "");
+    let f32_run = run(&cfg32, &p32, &RunOptions::default(), &|_| {}).unwrap();
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let (cfg, p) = with_hidden_dtype(dir.path(), "bf16");
+    let full = run(&cfg, &p, &RunOptions::default(), &|_| {}).unwrap();
+    let hidden = |r: &sparseswaps_pipeline::report::RunReport| {
+        let plan = &r.memory.as_ref().unwrap().plan;
+        let prune = plan
+            .phases
+            .iter()
+            .find(|p| p.phase == "prune loop")
+            .unwrap();
+        let part = prune
+            .parts
+            .iter()
+            .find(|x| x.what.starts_with("calibration hidden"));
+        part.unwrap().bytes
+    };
+    assert_eq!(2 * hidden(&full), hidden(&f32_run));
+    // Every block after the first reads rounded inputs: its layers see other Grams.
+    let err = |r: &sparseswaps_pipeline::report::RunReport| -> Vec<f64> {
+        r.layers
+            .iter()
+            .filter(|l| l.block == 1)
+            .map(|l| l.warm_error)
+            .collect()
+    };
+    assert_ne!(err(&full), err(&f32_run));
+    let out = dir.path().join("out");
+    let want = tree(&out);
+    std::fs::remove_dir_all(&out).unwrap();
+    // The checkpoint's hidden states come back in bf16 as they were kept.
+    stop_at(&cfg, &p, &|e| matches!(e, Event::BlockDone { index: 0 }));
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    run(&cfg, &p, &resume, &|_| {}).unwrap();
+    assert!(tree(&out) == want, "the resumed bf16 run wrote other files");
+}
+
+#[test]
+fn an_unknown_hidden_dtype_is_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, p) = setup(dir.path(), "");
+    let toml = std::fs::read_to_string(&p).unwrap().replace(
+        "micro_batch = 2\n",
+        "micro_batch = 2\nhidden_dtype = \"int8\"\n",
+    );
+    let e = PipelineConfig::from_toml(&p, &toml)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("calibration.hidden_dtype = 'int8'"), "{e}");
+    assert!(e.contains(&p.display().to_string()), "{e}");
+}

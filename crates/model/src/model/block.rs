@@ -52,47 +52,64 @@ impl Model {
         let (cos, sin) = rope::layer_tables(cfg, layer, s, &Device::Cpu)?;
         let spec = &cfg.block;
         let eps = cfg.rms_norm_eps;
-        let mut caps: Vec<Tensor> = Vec::new();
-        let mut f = || -> candle_core::Result<Tensor> {
-            let x = hidden.reshape((b * s, hsz))?;
-            let lin = |t: &Tensor, k: LinearKind| linear(t, w.weight(k), w.bias(k));
-            // Attention.
-            let xn = norm(&x, &w.input_layernorm, spec, eps)?;
-            let attn = self.attention(layer, w, &xn, (b, s), (&cos, &sin))?;
-            let o = lin(&attn, LinearKind::O)?;
-            // Gemma normalises each sub-layer's output too, and reads the MLP input
-            // through a norm of its own.
-            let (x, mlp_norm) = match &w.pre_feedforward_layernorm {
-                Some(pre) if spec.sandwich_norms => {
-                    let o = norm(&o, &w.post_attention_layernorm, spec, eps)?;
-                    ((x + o)?, pre)
-                }
-                _ => ((x + o)?, &w.post_attention_layernorm),
-            };
-            // MLP.
-            let xn2 = norm(&x, mlp_norm, spec, eps)?;
-            let gate = lin(&xn2, LinearKind::Gate)?;
-            let up = lin(&xn2, LinearKind::Up)?;
-            let act = (activation(&gate, spec)? * up)?;
-            let down = lin(&act, LinearKind::Down)?;
-            let down = match &w.post_feedforward_layernorm {
-                Some(post) if spec.sandwich_norms => norm(&down, post, spec, eps)?,
-                _ => down,
-            };
-            let out = (x + down)?.reshape((b, s, hsz))?;
+        // Each captured input is copied out as soon as the forward is done with it, so
+        // that at most one is held twice (as a tensor and as its copy) at a time.
+        let mut caps: Vec<Activations> = Vec::new();
+        let mut keep = |t: Tensor, what: &str| -> Result<()> {
             if capture {
-                caps = vec![xn, attn, xn2, act];
+                caps.push(Activations::from_tensor(&t, what)?);
             }
-            Ok(out)
+            Ok(())
         };
-        let out = f().ctx(|| format!("forward of block {layer}"))?;
+        let x = hidden
+            .reshape((b * s, hsz))
+            .ctx(|| format!("forward of block {layer}"))?;
+        let lin = |t: &Tensor, k: LinearKind| linear(t, w.weight(k), w.bias(k));
+        let fwd = || format!("forward of block {layer}");
+        // Attention.
+        let xn = norm(&x, &w.input_layernorm, spec, eps).ctx(fwd)?;
+        let attn = self
+            .attention(layer, w, &xn, (b, s), (&cos, &sin))
+            .ctx(fwd)?;
+        keep(xn, "q/k/v input")?;
+        let o = lin(&attn, LinearKind::O).ctx(fwd)?;
+        keep(attn, "o_proj input")?;
+        // Gemma normalises each sub-layer's output too, and reads the MLP input
+        // through a norm of its own.
+        let (x, mlp_norm) = match &w.pre_feedforward_layernorm {
+            Some(pre) if spec.sandwich_norms => {
+                let o = norm(&o, &w.post_attention_layernorm, spec, eps).ctx(fwd)?;
+                ((x + o).ctx(fwd)?, pre)
+            }
+            _ => ((x + o).ctx(fwd)?, &w.post_attention_layernorm),
+        };
+        // MLP. The `[tokens, intermediate]` products are the block's largest
+        // activations: each is dropped as soon as the next is made.
+        let xn2 = norm(&x, mlp_norm, spec, eps).ctx(fwd)?;
+        let act = {
+            let gate = activation(&lin(&xn2, LinearKind::Gate).ctx(fwd)?, spec).ctx(fwd)?;
+            let up = lin(&xn2, LinearKind::Up).ctx(fwd)?;
+            (gate * up).ctx(fwd)?
+        };
+        keep(xn2, "gate/up input")?;
+        let down = lin(&act, LinearKind::Down).ctx(fwd)?;
+        keep(act, "down_proj input")?;
+        let down = match &w.post_feedforward_layernorm {
+            Some(post) if spec.sandwich_norms => norm(&down, post, spec, eps).ctx(fwd)?,
+            _ => down,
+        };
+        let out = (x + down).and_then(|o| o.reshape((b, s, hsz))).ctx(fwd)?;
         let capture = if capture {
-            Some(BlockCapture {
-                attn: Activations::from_tensor(&caps[0], "q/k/v input")?,
-                attn_out: Activations::from_tensor(&caps[1], "o_proj input")?,
-                mlp: Activations::from_tensor(&caps[2], "gate/up input")?,
-                mlp_act: Activations::from_tensor(&caps[3], "down_proj input")?,
-            })
+            let mut it = caps.into_iter();
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (Some(attn), Some(attn_out), Some(mlp), Some(mlp_act)) => Some(BlockCapture {
+                    attn,
+                    attn_out,
+                    mlp,
+                    mlp_act,
+                }),
+                _ => return Err(ModelError::InvalidArgument("capture missing".into())),
+            }
         } else {
             None
         };
@@ -128,14 +145,9 @@ impl Model {
         let k = rope::apply(&k, cos, sin)?;
         let k = repeat_kv(k, nh / nkv)?;
         let v = repeat_kv(v, nh / nkv)?;
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let scores = match spec.query_pre_attn_scalar {
-            Some(a) => (scores * a.powf(-0.5))?,
-            None => (scores / (hd as f64).sqrt())?,
-        };
-        let scores = softcap(scores, spec.attn_softcap)?;
+        let kt = k.t()?.contiguous()?;
         let window = cfg.attention_window(layer).unwrap_or(usize::MAX);
-        let scores = if s > 1 {
+        let mask = if s > 1 {
             let mask: Vec<f32> = (0..s * s)
                 .map(|i| {
                     // Query i / s sees key i % s: causal, and within the window.
@@ -147,14 +159,32 @@ impl Model {
                     }
                 })
                 .collect();
-            let mask = Tensor::from_vec(mask, (s, s), &Device::Cpu)?;
-            scores.broadcast_add(&mask)?
+            Some(Tensor::from_vec(mask, (s, s), &Device::Cpu)?)
         } else {
-            scores
+            None
         };
-        let probs = softmax_last(&scores)?;
-        probs
-            .matmul(&v)?
+        // One sequence at a time: the scores of every head of every sequence at once
+        // are `b · heads · s²` floats (268 MB for Llama-3.2-1B at 8 × 512 tokens, and
+        // the softmax holds several such), the largest transient of a block's forward.
+        // Each sequence's products are their own GEMMs either way: the values are
+        // the same.
+        let mut outs = Vec::with_capacity(b);
+        for i in 0..b {
+            let scores = q.narrow(0, i, 1)?.matmul(&kt.narrow(0, i, 1)?)?;
+            let scores = match spec.query_pre_attn_scalar {
+                Some(a) => (scores * a.powf(-0.5))?,
+                None => (scores / (hd as f64).sqrt())?,
+            };
+            let scores = softcap(scores, spec.attn_softcap)?;
+            let scores = match &mask {
+                Some(m) => scores.broadcast_add(m)?,
+                None => scores,
+            };
+            let probs = softmax_last(&scores)?;
+            drop(scores);
+            outs.push(probs.matmul(&v.narrow(0, i, 1)?)?);
+        }
+        Tensor::cat(&outs, 0)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * s, nh * hd))

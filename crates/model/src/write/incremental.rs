@@ -12,6 +12,9 @@ use sparseswaps_tensor_io::TensorIoError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Values of a tensor encoded and written at a time (16 MB of f32 staging).
+const CHUNK_VALUES: usize = 4 << 20;
+
 /// A tensor-io error as this crate's (the message, one line naming the file, kept).
 pub(crate) fn tio(e: TensorIoError) -> ModelError {
     match e {
@@ -124,7 +127,6 @@ impl ModelWriter {
     }
 
     fn put(&mut self, name: &str, t: &Tensor) -> Result<()> {
-        let bytes = super::encode(name, t, self.dtype)?;
         let planned = self
             .shards
             .plan()
@@ -140,7 +142,35 @@ impl ModelWriter {
                 ),
             });
         }
-        self.shards.write(name, &bytes).map_err(tio)
+        // Rows at a time: the written bytes (and their f32 staging) of a whole embedding
+        // would double or triple its memory for a moment (2 GB for an 8B model's).
+        let rows = t.dims().first().copied().unwrap_or(1).max(1);
+        let per_row = (t.elem_count() / rows).max(1);
+        let step = (CHUNK_VALUES / per_row).max(1);
+        let value_bytes = match self.dtype {
+            SaveDtype::F16 | SaveDtype::BF16 => 2,
+            _ => 4,
+        };
+        let len = (t.elem_count() * value_bytes) as u64;
+        self.shards.begin(name, len).map_err(tio)?;
+        if t.dims().is_empty() {
+            self.shards
+                .append(&super::encode(name, t, self.dtype)?)
+                .map_err(tio)?;
+        } else {
+            for r0 in (0..rows).step_by(step) {
+                let part =
+                    t.narrow(0, r0, step.min(rows - r0))
+                        .map_err(|source| ModelError::Candle {
+                            context: format!("reading tensor '{name}' for writing"),
+                            source,
+                        })?;
+                self.shards
+                    .append(&super::encode(name, &part, self.dtype)?)
+                    .map_err(tio)?;
+            }
+        }
+        self.shards.end().map_err(tio)
     }
 
     /// Writes the embedding `[vocab, hidden]` (first in the checkpoint).

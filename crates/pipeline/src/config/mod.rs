@@ -88,6 +88,21 @@ pub struct CalibrationSection {
     /// Sequences run through a block at once (default 8): bounds activation memory.
     #[serde(default = "default_micro_batch")]
     pub micro_batch: usize,
+    /// Element type the calibration hidden states are kept in between blocks: `f32`
+    /// (default, exact), `bf16` or `f16` (half their memory; each block then reads
+    /// inputs rounded to that type, which changes the masks).
+    #[serde(default = "default_hidden_dtype", skip_serializing_if = "is_f32")]
+    pub hidden_dtype: String,
+}
+
+fn default_hidden_dtype() -> String {
+    "f32".into()
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::ptr_arg)]
+fn is_f32(s: &String) -> bool {
+    s == "f32"
 }
 
 fn default_samples() -> usize {

@@ -69,6 +69,7 @@ impl PipelineConfig {
                 "calibration: samples and micro_batch must be >= 1 and seq_len >= 2".into(),
             ));
         }
+        self.hidden_dtype(path)?;
         if let Some(e) = &self.eval {
             if e.windows == 0 || e.seq_len < 2 {
                 return Err(bad("eval: windows must be >= 1 and seq_len >= 2".into()));
@@ -93,6 +94,20 @@ impl PipelineConfig {
                     reason: format!("output.shard_size: {e}"),
                 })
             })
+    }
+
+    /// `calibration.hidden_dtype`: the element type calibration hidden states are kept in.
+    pub fn hidden_dtype(&self, path: &Path) -> Result<sparseswaps_model::DType> {
+        use sparseswaps_model::DType;
+        match self.calibration.hidden_dtype.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(DType::F32),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            "f16" | "float16" => Ok(DType::F16),
+            other => Err(PipelineError::Config {
+                path: path.into(),
+                reason: format!("calibration.hidden_dtype = '{other}': expected f32, bf16 or f16"),
+            }),
+        }
     }
 
     /// `run.max_memory` in bytes, when set.

@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sparseswaps_model::{CapturePoint, LinearKind, LlamaConfig};
 
+/// Values of a tensor the writer encodes at a time (`sparseswaps-model`'s writer).
+const WRITE_CHUNK_VALUES: u64 = 4 << 20;
+
 /// One part of a phase's estimate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Part {
@@ -62,6 +65,9 @@ pub struct PlanInputs<'a> {
     pub residency: Residency,
     /// Calibration windows, tokens per window, windows per micro-batch.
     pub calibration: (usize, usize, usize),
+    /// Bytes per value of the calibration hidden states kept between blocks (4, or 2
+    /// with `calibration.hidden_dtype` bf16/f16).
+    pub hidden_bytes: u64,
     /// Evaluation windows and tokens per window, when the run evaluates.
     pub eval: Option<(usize, usize)>,
     /// The linear layers pruned at once (one group of a block; the largest counts).
@@ -143,8 +149,15 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
         .unwrap_or(0);
     let d_in_max = x.targets.iter().map(|s| s[1] as u64).max().unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let forward_tmp =
-        |batch: u64, seq: u64| batch * seq * i * 4 * 2 + batch * heads * seq * seq * 4;
+    // The block forward's own transients at its peak: attention runs one sequence at a
+    // time (its scores, their exponentials and the probabilities of every head, beside
+    // the micro-batch's q, k, v, kᵀ and head outputs), then the MLP holds three
+    // `[tokens, intermediate]` products at once; the residual stream twice throughout.
+    let forward_tmp = |batch: u64, seq: u64| {
+        let attention = 3 * heads * seq * seq * 4 + 5 * batch * seq * q * 4;
+        let mlp = 3 * batch * seq * i * 4;
+        attention.max(mlp) + 2 * batch * seq * h * 4
+    };
     let prune = phase(
         "prune loop",
         vec![
@@ -155,7 +168,13 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
                 8 * gram_values,
             ),
             part("Gram f32 copies", 4 * gram_values),
-            part("calibration hidden states (f32)", samples * seq * h * 4),
+            part(
+                format!(
+                    "calibration hidden states ({} bytes per value)",
+                    x.hidden_bytes
+                ),
+                samples * seq * h * x.hidden_bytes,
+            ),
             part("block output of one micro-batch", tokens * h * 4),
             part(
                 "captured activations (one micro-batch)",
@@ -202,8 +221,8 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
             held,
             part("block weights (f32)", block),
             part(
-                "one tensor (f32 and written dtype)",
-                largest * (4 + x.out_bytes),
+                "one chunk of a tensor (f32 and written dtype)",
+                largest.min(WRITE_CHUNK_VALUES) * (4 + x.out_bytes),
             ),
         ],
     ));

@@ -21,6 +21,7 @@ fn inputs<'a>(
         stored_bytes: 2,
         residency,
         calibration: (16, 512, 8),
+        hidden_bytes: 4,
         eval: Some((64, 512)),
         group: &LinearKind::ALL,
         targets,

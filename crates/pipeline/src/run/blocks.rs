@@ -13,7 +13,7 @@ use crate::report::LayerReport;
 use crate::staging::{self, BlockTargets, Manifest, Staging};
 use crate::warm::WarmStart;
 use sparseswaps_core::{Pattern, RefineOptions};
-use sparseswaps_model::{CapturePoint, LinearKind, Model, ModelWriter, Tensor};
+use sparseswaps_model::{CapturePoint, DType, LinearKind, Model, ModelWriter, Tensor};
 use sparseswaps_reconstruct::{ReconstructOptions, RefitSwapOptions};
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ pub struct Plan<'a> {
     pub seq_len: usize,
     /// Windows run through a block at once.
     pub micro_batch: usize,
+    /// Element type the hidden states are kept in between blocks (`calibration.hidden_dtype`).
+    pub hidden_dtype: DType,
     /// The sparsity pattern.
     pub pattern: &'a Pattern,
     /// Block or sublayer order.
@@ -97,10 +99,16 @@ pub fn prune_blocks(
     let mut hidden: Vec<Tensor> = if manifest.blocks_done == 0 {
         plan.calibration
             .chunks(tokens)
-            .map(|chunk| model.embed(chunk, chunk.len() / plan.seq_len))
-            .collect::<std::result::Result<_, _>>()?
+            .map(|chunk| {
+                let h = model.embed(chunk, chunk.len() / plan.seq_len)?;
+                kept(h, plan.hidden_dtype)
+            })
+            .collect::<Result<_>>()?
     } else if manifest.blocks_done < blocks {
-        staging::read_hidden(staging.path(), manifest.blocks_done - 1, micro_batches)?
+        let read = staging::read_hidden(staging.path(), manifest.blocks_done - 1, micro_batches)?;
+        read.into_iter()
+            .map(|h| kept(h, plan.hidden_dtype))
+            .collect::<Result<_>>()?
     } else {
         Vec::new()
     };
@@ -132,7 +140,7 @@ pub fn prune_blocks(
         // outputs are not needed).
         if l + 1 < blocks {
             for h in hidden.iter_mut() {
-                *h = model.block_forward(l, h)?;
+                *h = kept(model.block_forward(l, &widened(h)?)?, plan.hidden_dtype)?;
             }
         }
         manifest.layers.extend(reports);
@@ -145,6 +153,17 @@ pub fn prune_blocks(
         events(Event::BlockDone { index: l });
     }
     Ok(())
+}
+
+/// Hidden states in the type they are kept in between blocks.
+fn kept(h: Tensor, dtype: DType) -> Result<Tensor> {
+    h.to_dtype(dtype)
+        .map_err(|e| PipelineError::Input(format!("hidden states to {dtype:?}: {e}")))
+}
+
+/// Hidden states as f32, the type a block's forward reads (a no-op copy for f32).
+fn widened(h: &Tensor) -> Result<Tensor> {
+    kept(h.clone(), DType::F32)
 }
 
 /// Checkpoints block `l` (its shards already synced): the block's files first, then the
@@ -202,7 +221,7 @@ fn capture_grams(
     let at = |k: LinearKind| format!("input of {}", layer_name(l, k));
     let mut builders = HashMap::new();
     for (i, h) in hidden.iter().enumerate() {
-        let (_, cap) = model.block_forward_capture(l, h)?;
+        let (_, cap) = model.block_forward_capture(l, &widened(h)?)?;
         for &(point, k) in &points {
             let a = cap.get(point);
             let acc = match builders.entry(point) {

@@ -228,6 +228,10 @@ fn memory_plan(
         // hand-off, which the plan's block term covers with the captured activations).
         residency: memory::Residency::OneBlock,
         calibration: (c.samples, c.seq_len, c.micro_batch),
+        hidden_bytes: match cfg.hidden_dtype(config_path)? {
+            sparseswaps_model::DType::F32 => 4,
+            _ => 2,
+        },
         eval: cfg.eval.as_ref().map(|e| (e.windows, e.seq_len)),
         group: &group,
         targets: &shapes,
@@ -353,6 +357,7 @@ fn prune_and_write(
         calibration: &texts.calibration,
         seq_len: cfg.calibration.seq_len,
         micro_batch: cfg.calibration.micro_batch,
+        hidden_dtype: cfg.hidden_dtype(config_path)?,
         pattern,
         sequential: cfg.sequential(config_path)?,
         warm,

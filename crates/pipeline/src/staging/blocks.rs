@@ -2,7 +2,7 @@
 //! last finished block hands on. (The pruned weights are in the staged model's shards.)
 
 use crate::error::{io_err as io, PipelineError, Result};
-use sparseswaps_model::{Device, Tensor};
+use sparseswaps_model::{DType, Device, Tensor};
 use sparseswaps_tensor_io::{write_safetensors_atomic, OwnedTensor};
 use std::path::{Path, PathBuf};
 
@@ -61,8 +61,10 @@ pub fn write_hidden(staging: &Path, l: usize, hidden: &[Tensor]) -> Result<()> {
     let p = hidden_path(staging, l);
     let mut tensors = Vec::with_capacity(hidden.len());
     for (i, h) in hidden.iter().enumerate() {
+        // Kept in bf16/f16 (`calibration.hidden_dtype`): widened exactly for the file.
         let data = h
-            .flatten_all()
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| PipelineError::Checkpoint {
                 path: p.clone(),

@@ -255,3 +255,43 @@ fn a_resumed_writer_writes_the_same_bytes() {
     }
     let _ = OwnedTensor::u8(vec![1], vec![0]);
 }
+
+#[test]
+fn a_tensor_written_in_parts_gives_the_same_files() {
+    let whole = tempfile::tempdir().unwrap();
+    write_all(whole.path(), 400);
+    let parts = tempfile::tempdir().unwrap();
+    let mut w = ShardWriter::create(parts.path(), plan(400)).unwrap();
+    for (t, data) in toy() {
+        w.begin(&t.name, data.len() as u64).unwrap();
+        for chunk in data.chunks(5) {
+            w.append(chunk).unwrap();
+        }
+        w.end().unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(files(whole.path()), files(parts.path()));
+}
+
+#[test]
+fn parts_that_overflow_or_fall_short_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, data) = toy().remove(0);
+    let mut w = ShardWriter::create(dir.path(), plan(400)).unwrap();
+    let e = w.append(&data).unwrap_err().to_string();
+    assert!(e.contains("no tensor is begun"), "{e}");
+    w.begin(&t.name, data.len() as u64).unwrap();
+    w.append(&data[..10]).unwrap();
+    let e = w.end().unwrap_err().to_string();
+    assert!(
+        e.contains("embed.weight") && e.contains("10 of its 256"),
+        "{e}"
+    );
+    let e = w.append(&data).unwrap_err().to_string();
+    assert!(e.contains("cannot take 256 more bytes"), "{e}");
+    let e = w.begin("layers.0.q.weight", 128).unwrap_err().to_string();
+    assert!(e.contains("previous tensor is not finished"), "{e}");
+    w.append(&data[10..]).unwrap();
+    w.end().unwrap();
+    assert_eq!(w.written(), 1);
+}

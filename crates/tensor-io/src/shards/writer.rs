@@ -35,6 +35,8 @@ pub struct ShardWriter {
     plan: ShardPlan,
     next: usize,
     open: Option<Open>,
+    /// The tensor being written in parts: its bytes so far, of how many.
+    part: Option<(u64, u64)>,
     /// Test hook: fail with "no space left" once this many more bytes are written.
     #[cfg(test)]
     pub(crate) space: Option<u64>,
@@ -54,6 +56,7 @@ impl ShardWriter {
             plan,
             next: 0,
             open: None,
+            part: None,
             #[cfg(test)]
             space: None,
         })
@@ -136,7 +139,21 @@ impl ShardWriter {
     /// Writes the next tensor, `name`, from its little-endian bytes. Completes (syncs and
     /// renames) its shard when it is the shard's last.
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.begin(name, bytes.len() as u64)?;
+        self.append(bytes)?;
+        self.end()
+    }
+
+    /// Starts writing the next tensor, `name` of `len` bytes, in parts: its bytes follow
+    /// through [`ShardWriter::append`], and [`ShardWriter::end`] finishes it. A large
+    /// tensor is then never held whole in its written form (an 8B model's embedding is
+    /// 1 GB in bf16).
+    pub fn begin(&mut self, name: &str, len: u64) -> Result<()> {
         let i = self.next;
+        if self.part.is_some() {
+            let why = "cannot be written: the previous tensor is not finished";
+            return Err(self.out_of_order(name, why));
+        }
         let Some(t) = self.plan.tensors().get(i) else {
             return Err(self.out_of_order(
                 name,
@@ -147,22 +164,61 @@ impl ShardWriter {
             let why = format!("cannot be written: expected '{}' next", t.name);
             return Err(self.out_of_order(name, &why));
         }
-        if t.byte_len() != Some(bytes.len() as u64) {
+        if t.byte_len() != Some(len) {
             let why = format!(
-                "cannot be written: has {} bytes, the plan ({:?} {:?}) needs {:?}",
-                bytes.len(),
+                "cannot be written: has {len} bytes, the plan ({:?} {:?}) needs {:?}",
                 t.dtype,
                 t.shape,
                 t.byte_len()
             );
             return Err(self.out_of_order(name, &why));
         }
-        let (s, offset) = self.plan.place(i).unwrap_or_default();
-        let fin = self.dir.join(&self.plan.shards()[s].file_name);
+        let (s, _) = self.plan.place(i).unwrap_or_default();
         if self.open.as_ref().map(|o| o.shard) != Some(s) {
             self.start_shard(s)?;
         }
-        self.put(offset, bytes).map_err(io(&fin))?;
+        self.part = Some((0, len));
+        Ok(())
+    }
+
+    /// Appends the next bytes of the tensor started by [`ShardWriter::begin`].
+    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let i = self.next;
+        let name = self.plan.tensors().get(i).map(|t| t.name.clone());
+        let name = name.unwrap_or_default();
+        let Some((done, len)) = self.part else {
+            return Err(self.out_of_order(&name, "cannot take bytes: no tensor is begun"));
+        };
+        if done + bytes.len() as u64 > len {
+            let why = format!(
+                "cannot take {} more bytes: {done} of its {len} are written",
+                bytes.len()
+            );
+            return Err(self.out_of_order(&name, &why));
+        }
+        let (s, offset) = self.plan.place(i).unwrap_or_default();
+        let fin = self.dir.join(&self.plan.shards()[s].file_name);
+        self.put(offset + done, bytes).map_err(io(&fin))?;
+        self.part = Some((done + bytes.len() as u64, len));
+        Ok(())
+    }
+
+    /// Finishes the tensor started by [`ShardWriter::begin`], once all its bytes are in;
+    /// completes its shard when it is the shard's last tensor.
+    pub fn end(&mut self) -> Result<()> {
+        let i = self.next;
+        let name = self.plan.tensors().get(i).map(|t| t.name.clone());
+        let name = name.unwrap_or_default();
+        match self.part {
+            Some((done, len)) if done == len => {}
+            Some((done, len)) => {
+                let why = format!("is unfinished: {done} of its {len} bytes are written");
+                return Err(self.out_of_order(&name, &why));
+            }
+            None => return Err(self.out_of_order(&name, "cannot end: no tensor is begun")),
+        }
+        self.part = None;
+        let (s, _) = self.plan.place(i).unwrap_or_default();
         self.next += 1;
         let shard = &self.plan.shards()[s];
         if shard.tensors.last() == Some(&i) {
