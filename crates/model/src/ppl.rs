@@ -124,6 +124,8 @@ fn perplexity_impl(
     let mut hidden = (0..windows)
         .map(|w| model.embed(window(w), 1))
         .collect::<Result<Vec<_>>>()?;
+    // The tables are not needed again until the logits: not held beside the blocks.
+    model.release_tables();
     let mut done = 0;
     for l in 0..layers {
         for h in hidden.iter_mut() {
@@ -155,6 +157,7 @@ fn perplexity_impl(
         done += 1;
         progress(done, steps);
     }
+    model.release_tables();
     let tokens = windows * (seq_len - 1);
     let mean_nll = total / tokens as f64;
     Ok(Perplexity {

@@ -12,7 +12,7 @@
 use crate::assemble::{assemble_block, assemble_head, TensorSource};
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
-use crate::model::{BlockReader, BlockWeights, Blocks, Model, ModelSource};
+use crate::model::{BlockReader, BlockWeights, Blocks, Model, ModelSource, TableReader, Tables};
 use candle_core::{DType, Device, Tensor};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
@@ -132,6 +132,21 @@ impl BlockReader<BlockWeights> for SourceBlocks {
     }
 }
 
+/// Reads the vocabulary tables from a source, in their stored dtype.
+#[derive(Debug)]
+struct SourceTables(Arc<dyn WeightSource>);
+
+impl TableReader for SourceTables {
+    fn read_table(&self, name: &str) -> Result<Tensor> {
+        self.0
+            .read_stored(name)?
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.0.root().into(),
+                name: name.into(),
+            })
+    }
+}
+
 /// A model over `weights`: reads the head (embedding and `lm_head` in their stored
 /// dtype, final norm in f32) and checks every block's tensors by their shapes, reading
 /// no block. `config.tie_word_embeddings` is set from what the weights are, not what the
@@ -177,16 +192,28 @@ pub(crate) fn model_from_source(
             ),
         });
     }
+    // Which tensors the tables are read from again once released: a tied checkpoint
+    // that kept only `lm_head.weight` serves it as the embedding.
+    const EMBED: &str = "model.embed_tokens.weight";
+    let embed_name = if weights.shape(EMBED).is_some() {
+        EMBED
+    } else {
+        "lm_head.weight"
+    };
+    let tables = Tables::new(
+        Arc::new(SourceTables(weights.clone())),
+        (embed_name.to_string(), embed_tokens),
+        lm_head.map(|h| ("lm_head.weight".to_string(), h)),
+    );
     let reader = SourceBlocks {
         config: config.clone(),
         source: weights,
     };
     Ok(Model {
         config,
-        embed_tokens,
+        tables,
         blocks: Blocks::new(Arc::new(reader), shapes),
         norm,
-        lm_head,
         tokenizer,
         source,
     })

@@ -30,9 +30,9 @@ fn tensors(m: &Model) -> BTreeMap<String, Vec<f32>> {
             .unwrap()
     };
     let mut out = BTreeMap::new();
-    out.insert("embed".to_string(), flat(m.embed_tokens()));
+    out.insert("embed".to_string(), flat(&m.embed_tokens().unwrap()));
     out.insert("norm".to_string(), flat(m.final_norm()));
-    out.insert("head".to_string(), flat(m.lm_head()));
+    out.insert("head".to_string(), flat(&m.lm_head().unwrap()));
     for l in 0..m.num_layers() {
         for (n, t) in block_tensors(m.config(), l, &m.block(l).unwrap()).unwrap() {
             out.insert(n, flat(&t));
@@ -127,9 +127,9 @@ fn bf16_in_bf16_out() {
 /// after the embedding and `stop` blocks when given, then resuming.
 fn write_incremental(model: &Model, dir: &Path, stop: Option<usize>) {
     std::fs::create_dir_all(dir).unwrap();
-    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
+    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head().unwrap());
     let mut w = ModelWriter::begin(model, dir, SaveDtype::F16, 15_000).unwrap();
-    w.write_embedding(model.embed_tokens()).unwrap();
+    w.write_embedding(&model.embed_tokens().unwrap()).unwrap();
     let mut from = 0;
     if let Some(k) = stop {
         for l in 0..k {
@@ -163,7 +163,7 @@ fn write_incremental(model: &Model, dir: &Path, stop: Option<usize>) {
             want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
     }
-    w.write_head(model.final_norm(), head).unwrap();
+    w.write_head(model.final_norm(), head.as_ref()).unwrap();
     w.finish(model).unwrap();
 }
 

@@ -224,13 +224,13 @@ fn bf16_head_stays_bf16_and_gives_the_values_of_its_f32_widening() {
     let f32_dir = out.path().join("f32");
     save_hf_dir(&load(src.path()).unwrap(), &bf, SaveDtype::BF16, false).unwrap();
     let bf16 = load(&bf).unwrap();
-    assert_eq!(bf16.embed_tokens().dtype(), DType::BF16);
-    assert_eq!(bf16.lm_head().dtype(), DType::BF16);
+    assert_eq!(bf16.embed_tokens().unwrap().dtype(), DType::BF16);
+    assert_eq!(bf16.lm_head().unwrap().dtype(), DType::BF16);
     assert_eq!(bf16.final_norm().dtype(), DType::F32);
     // The same values widened to f32 on disk: the same logits, bit for bit.
     save_hf_dir(&bf16, &f32_dir, SaveDtype::F32, false).unwrap();
     let wide = load(&f32_dir).unwrap();
-    assert_eq!(wide.embed_tokens().dtype(), DType::F32);
+    assert_eq!(wide.embed_tokens().unwrap().dtype(), DType::F32);
     let ids = text_ids(&bf16);
     let a = bf16.forward(&ids[..40], 1).unwrap();
     let b = wide.forward(&ids[..40], 1).unwrap();
@@ -258,7 +258,7 @@ fn smollm2_gguf_blockwise_perplexity_and_chunked_head() {
         .unwrap()
         .broadcast_mul(model.final_norm())
         .unwrap();
-    let table = model.lm_head().to_dtype(DType::F32).unwrap();
+    let table = model.lm_head().unwrap().to_dtype(DType::F32).unwrap();
     let whole = xn.matmul(&table.t().unwrap()).unwrap();
     assert_eq!(
         chunked.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
@@ -268,4 +268,30 @@ fn smollm2_gguf_blockwise_perplexity_and_chunked_head() {
     reset_peak_live_f32_blocks();
     assert_same_ppl(&model, &ids, 64, 3);
     assert_eq!(peak_live_f32_blocks(), 1);
+}
+
+#[test]
+fn released_tables_are_read_again_with_the_same_values() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    tiny_deep(dir.path(), 1);
+    let model = load(dir.path()).unwrap();
+    let ids = text_ids(&model);
+    let before = model.forward(&ids[..24], 1).unwrap();
+    // Perplexity lets go of the embedding and head once it is done with each.
+    assert!(model.tables_held());
+    perplexity(&model, &ids, 16, 2, &mut |_, _| {}).unwrap();
+    assert!(!model.tables_held(), "perplexity left the tables in memory");
+    // Read again on first use: the same logits, bit for bit.
+    let after = model.forward(&ids[..24], 1).unwrap();
+    assert!(model.tables_held());
+    assert_eq!(
+        before.to_vec3::<f32>().unwrap(),
+        after.to_vec3::<f32>().unwrap()
+    );
+    // A table handed out stays valid after a release.
+    let table = model.embed_tokens().unwrap();
+    model.release_tables();
+    assert!(!model.tables_held());
+    assert_eq!(table.dims()[0], model.config().vocab_size);
 }

@@ -32,10 +32,10 @@ impl Model {
             )));
         }
         let seq = ids.len() / batch;
+        let table = self.tables.embed()?;
         let f = || -> candle_core::Result<Tensor> {
             let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-            let e = self
-                .embed_tokens
+            let e = table
                 .index_select(&idx, 0)?
                 .to_dtype(DType::F32)?
                 .reshape((batch, seq, self.config.hidden_size))?;
@@ -51,6 +51,7 @@ impl Model {
     /// Final RMSNorm and `lm_head`: logits `[batch, seq, vocab]` from the last block's
     /// output `[batch, seq, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.tables.head()?;
         let f = || -> candle_core::Result<Tensor> {
             let (b, s, h) = hidden.dims3()?;
             let cfg = &self.config;
@@ -60,7 +61,6 @@ impl Model {
                 &cfg.block,
                 cfg.rms_norm_eps,
             )?;
-            let head = self.lm_head();
             let vocab = cfg.vocab_size;
             let rows = (HEAD_CHUNK_VALUES / h.max(1)).clamp(1, vocab);
             let mut parts = Vec::with_capacity(vocab.div_ceil(rows));

@@ -4,6 +4,7 @@
 
 use super::kinds::LinearKind;
 use super::slots::{Blocks, LiveBlock};
+use super::tables::Tables;
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
 use candle_core::{DType, Device, Tensor};
@@ -96,22 +97,21 @@ pub struct ModelSource {
 
 /// A Llama-family causal language model on the CPU, its weights streamed from its files.
 ///
-/// Kept in memory: the config, the tokenizer, the final norm (f32), and the embedding and
-/// `lm_head` in their stored dtype (bf16, f16 or f32; a quantized GGUF table dequantized
-/// to f32). A tied `lm_head` shares the embedding tensor. Each decoder block is read
+/// Kept in memory: the config, the tokenizer and the final norm (f32). The embedding and
+/// `lm_head` are held in their stored dtype (bf16, f16 or f32; a quantized GGUF table
+/// dequantized to f32) from their first use until [`Model::release_tables`]; a tied
+/// `lm_head` is the embedding tensor. Each decoder block is read
 /// from the files (widened to f32) when it is used and dropped when the next one is read,
 /// unless it is *resident*: a block whose weights were changed with
 /// [`Model::set_weight`] stays in memory until [`Model::release_block`].
 #[derive(Debug, Clone)]
 pub struct Model {
     pub(crate) config: LlamaConfig,
-    /// Stored dtype.
-    pub(crate) embed_tokens: Tensor,
+    /// Embedding and `lm_head`, stored dtype.
+    pub(crate) tables: Tables,
     pub(crate) blocks: Blocks<BlockWeights>,
     /// f32.
     pub(crate) norm: Tensor,
-    /// `None` when tied to the embedding; stored dtype.
-    pub(crate) lm_head: Option<Tensor>,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) source: ModelSource,
 }
@@ -161,9 +161,10 @@ impl Model {
         self.blocks.drop_cached();
     }
 
-    /// The embedding matrix `[vocab, hidden]`, in its stored dtype.
-    pub fn embed_tokens(&self) -> &Tensor {
-        &self.embed_tokens
+    /// The embedding matrix `[vocab, hidden]`, in its stored dtype: read from the files
+    /// unless it is held (see [`Model::release_tables`]).
+    pub fn embed_tokens(&self) -> Result<Tensor> {
+        self.tables.embed()
     }
 
     /// The final RMSNorm weight `[hidden]` (f32).
@@ -172,9 +173,21 @@ impl Model {
     }
 
     /// The output projection `[vocab, hidden]` (the embedding when tied), in its stored
-    /// dtype.
-    pub fn lm_head(&self) -> &Tensor {
-        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    /// dtype: read from the files unless it is held.
+    pub fn lm_head(&self) -> Result<Tensor> {
+        self.tables.head()
+    }
+
+    /// Drops the embedding and `lm_head` tables from memory (tensors handed out earlier
+    /// stay valid); they are read from the files again when next used. A pruning run
+    /// holds them only while it embeds windows or computes logits.
+    pub fn release_tables(&self) {
+        self.tables.release();
+    }
+
+    /// Whether the embedding or `lm_head` table is held in memory now.
+    pub fn tables_held(&self) -> bool {
+        self.tables.held()
     }
 
     /// Tokenizes `text` without adding special tokens: the ids of one `encode` of the

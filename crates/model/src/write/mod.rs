@@ -154,13 +154,16 @@ pub fn save_hf_dir_sharded(
 
 fn write_into(model: &Model, dir: &Path, dtype: SaveDtype, shard_size: u64) -> Result<()> {
     let mut w = ModelWriter::begin(model, dir, dtype, shard_size)?;
-    w.write_embedding(model.embed_tokens())?;
+    w.write_embedding(&model.embed_tokens()?)?;
     for l in 0..model.num_layers() {
         let b = model.block(l)?;
         w.write_block(l, &b)?;
     }
-    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
-    w.write_head(model.final_norm(), head)?;
+    let head = match model.config().tie_word_embeddings {
+        true => None,
+        false => Some(model.lm_head()?),
+    };
+    w.write_head(model.final_norm(), head.as_ref())?;
     w.finish(model)
 }
 

@@ -7,6 +7,9 @@ use sparseswaps_model::{CapturePoint, LinearKind, LlamaConfig};
 /// Values of a tensor the writer encodes at a time (`sparseswaps-model`'s writer).
 const WRITE_CHUNK_VALUES: u64 = 4 << 20;
 
+/// Values of `lm_head` widened to f32 at once (`sparseswaps-model`'s head).
+const HEAD_CHUNK_VALUES: u64 = 16 << 20;
+
 /// One part of a phase's estimate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Part {
@@ -140,7 +143,6 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
     let mut points: Vec<CapturePoint> = x.group.iter().map(|k| k.input()).collect();
     points.sort_by_key(|p| *p as u8);
     points.dedup();
-    let gram_values: u64 = points.iter().map(|&p| d_in_of(c, p).pow(2)).sum();
     let widest = x
         .targets
         .iter()
@@ -158,22 +160,28 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
         let mlp = 3 * batch * seq * i * 4;
         attention.max(mlp) + 2 * batch * seq * h * 4
     };
-    let prune = phase(
-        "prune loop",
+    // Streaming, the embedding and head are read only while windows are embedded or
+    // logits made, and released before the blocks are walked.
+    let held_in_loop = match x.residency {
+        Residency::AllF32 => held.clone(),
+        Residency::OneBlock => part("", 0),
+    };
+    // A block is pruned in stages that do not overlap: the capture (every micro-batch
+    // through the block, accumulating the Grams in f64), the conversion of each Gram to
+    // f32 (its f64 accumulator dropped after), and the pruning of the targets (f32
+    // Grams, one layer in flight). The largest stage counts, beside what lives
+    // throughout.
+    let gram_sizes: Vec<u64> = points.iter().map(|&p| d_in_of(c, p).pow(2)).collect();
+    let gram_values: u64 = gram_sizes.iter().sum();
+    let converting = (0..gram_sizes.len())
+        .map(|k| 8 * gram_sizes[k..].iter().sum::<u64>() + 4 * gram_sizes[..=k].iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    let stages = [
         vec![
-            held.clone(),
-            part("block weights (f32)", block),
             part(
                 format!("Grams (f64, {} capture points)", points.len()),
                 8 * gram_values,
-            ),
-            part("Gram f32 copies", 4 * gram_values),
-            part(
-                format!(
-                    "calibration hidden states ({} bytes per value)",
-                    x.hidden_bytes
-                ),
-                samples * seq * h * x.hidden_bytes,
             ),
             part("block output of one micro-batch", tokens * h * 4),
             part(
@@ -181,23 +189,74 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
                 tokens * (2 * h + q + i) * 4,
             ),
             part("block forward temporaries", forward_tmp(micro, seq)),
+        ],
+        vec![part(
+            "Grams while converted to f32 (f64 and f32)",
+            converting,
+        )],
+        vec![
+            part("Gram f32 copies", 4 * gram_values),
             part("layer in flight (dense, pruned f32, mask)", widest * 9),
             part("row states (f64)", threads * d_in_max * 8 * 2),
         ],
-    );
+    ];
+    let largest_stage = stages
+        .into_iter()
+        .max_by_key(|st| st.iter().map(|p| p.bytes).sum::<u64>())
+        .unwrap_or_default();
+    let mut prune_parts = vec![
+        held_in_loop,
+        part("block weights (f32)", block),
+        part(
+            format!(
+                "calibration hidden states ({} bytes per value)",
+                x.hidden_bytes
+            ),
+            samples * seq * h * x.hidden_bytes,
+        ),
+    ];
+    prune_parts.extend(largest_stage);
+    let prune = phase("prune loop", prune_parts);
     let mut phases = Vec::new();
     let eval = x.eval.map(|(windows, eseq)| {
         let (windows, eseq) = (windows as u64, eseq as u64);
-        vec![
-            held.clone(),
-            part("block weights (f32)", block),
-            part("evaluation hidden states (f32)", windows * eseq * h * 4),
-            part(
-                "LM-head chunk (logits of one window, f32)",
-                eseq * vocab * 4,
-            ),
-            part("block forward temporaries", forward_tmp(1, eseq)),
-        ]
+        let logits = part(
+            "LM-head chunk (logits of one window, f32)",
+            eseq * vocab * 4,
+        );
+        let mut parts = vec![part(
+            "evaluation hidden states (f32)",
+            windows * eseq * h * 4,
+        )];
+        match x.residency {
+            Residency::AllF32 => parts.extend([
+                held.clone(),
+                logits,
+                part("block forward temporaries", forward_tmp(1, eseq)),
+            ]),
+            Residency::OneBlock => {
+                // Embedding, blocks, head: one after the other, the hidden states
+                // throughout; the largest stage counts.
+                let table = x.stored_bytes * vocab * h;
+                let stages = [
+                    vec![part("embedding (stored dtype)", table)],
+                    vec![
+                        part("block weights (f32)", block),
+                        part("block forward temporaries", forward_tmp(1, eseq)),
+                    ],
+                    vec![
+                        part("lm_head (stored dtype)", table),
+                        part("lm_head rows widened at once (f32)", HEAD_CHUNK_VALUES * 4),
+                        logits,
+                    ],
+                ];
+                let top = stages
+                    .into_iter()
+                    .max_by_key(|st| st.iter().map(|p| p.bytes).sum::<u64>());
+                parts.extend(top.unwrap_or_default());
+            }
+        }
+        parts
     });
     if let Some(e) = &eval {
         phases.push(phase("dense eval", e.clone()));

@@ -50,10 +50,9 @@ fn the_plan_counts_what_the_issue_lists() {
         part_of(&p, "prune loop", "Grams (f64, 4"),
         8 * (3 * h * h + i * i)
     );
-    assert_eq!(
-        part_of(&p, "prune loop", "Gram f32"),
-        4 * (3 * h * h + i * i)
-    );
+    // The capture stage (f64 Grams beside the forward) outweighs the pruning stage
+    // (f32 Grams, one layer in flight): the phase counts the larger only.
+    assert_eq!(part_of(&p, "prune loop", "Gram f32"), 0);
     assert_eq!(
         part_of(&p, "prune loop", "calibration hidden"),
         16 * 512 * h * 4
@@ -62,8 +61,10 @@ fn the_plan_counts_what_the_issue_lists() {
         part_of(&p, "prune loop", "captured activations"),
         8 * 512 * (2 * h + h + i) * 4
     );
+    // Streamed, the vocabulary tables are read only to embed and for logits.
+    assert_eq!(part_of(&p, "prune loop", "embedding"), 0);
     assert_eq!(
-        part_of(&p, "prune loop", "embedding and head"),
+        part_of(&p, "dense eval", "lm_head (stored dtype)"),
         2 * 128_256 * h
     );
     let block = 4 * (2 * h + h * h + 2 * 512 * h + h * h + 3 * i * h);

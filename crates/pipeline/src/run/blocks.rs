@@ -112,6 +112,7 @@ pub fn prune_blocks(
     } else {
         Vec::new()
     };
+    model.release_tables();
     for l in manifest.blocks_done..blocks {
         events(Event::BlockStart { index: l });
         let mut finished: BlockTargets = Vec::new();

@@ -256,7 +256,7 @@ fn open_writer(
     }
     std::fs::create_dir_all(dir).map_err(crate::error::io_err(dir))?;
     let mut w = ModelWriter::begin(model, dir, dtype, shard_size)?;
-    w.write_embedding(model.embed_tokens())?;
+    w.write_embedding(&model.embed_tokens()?)?;
     w.sync()?;
     Ok(w)
 }
@@ -337,6 +337,9 @@ fn prune_and_write(
         }
     }
 
+    // The prune loop needs the embedding only to embed the calibration windows, and
+    // not the head: neither is held beside its Gram matrices.
+    model.release_tables();
     meter.start("prune loop", &mem_plan);
     // Blocks finished by an earlier process: their masks (their weights are in the
     // staged shards).

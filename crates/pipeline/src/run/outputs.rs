@@ -46,8 +46,13 @@ pub fn finish_model(model: &mut Model, mut writer: ModelWriter) -> Result<()> {
         drop(block);
         model.release_block(l);
     }
-    let head = (!model.config().tie_word_embeddings).then(|| model.lm_head());
-    writer.write_head(model.final_norm(), head)?;
+    let head = match model.config().tie_word_embeddings {
+        true => None,
+        false => Some(model.lm_head()?),
+    };
+    writer.write_head(model.final_norm(), head.as_ref())?;
+    drop(head);
+    model.release_tables();
     writer.finish(model)?;
     Ok(())
 }
