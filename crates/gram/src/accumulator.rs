@@ -164,7 +164,23 @@ impl GramAccumulator {
     /// The full symmetric `G`, row-major `d_in x d_in`, narrowed to f32: what
     /// `sparseswaps_core::LayerProblem` takes.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.to_f64().into_iter().map(|v| v as f32).collect()
+        // Straight from the tiles: going through `to_f64` would hold a full d × d f64
+        // copy beside the tiles and the result (13 GB for a 70B model's down_proj input).
+        let d = self.d_in;
+        let mut g = vec![0.0f32; d * d];
+        for (s, t) in self.spans.iter().zip(&self.tiles) {
+            let w = s.c1 - s.c0;
+            for i in s.r0..s.r1 {
+                let row = &t[(i - s.r0) * w..(i - s.r0 + 1) * w];
+                for (j, &v) in (s.c0..s.c1).zip(row) {
+                    if j <= i {
+                        g[i * d + j] = v as f32;
+                        g[j * d + i] = v as f32;
+                    }
+                }
+            }
+        }
+        g
     }
 }
 

@@ -130,6 +130,11 @@ impl BlockReader<BlockWeights> for SourceBlocks {
         };
         assemble_block(&self.config, layer, &mut src)
     }
+
+    fn block_shapes(&self, layer: usize) -> Result<BlockWeights> {
+        let mut dry = Shapes(self.source.as_ref(), HashSet::new());
+        assemble_block(&self.config, layer, &mut dry)
+    }
 }
 
 /// Reads the vocabulary tables from a source, in their stored dtype.

@@ -72,6 +72,9 @@ impl<W> Deref for LiveBlock<W> {
 pub(crate) trait BlockReader<W>: std::fmt::Debug + Send + Sync {
     /// The weights of block `layer`.
     fn read_block(&self, layer: usize) -> Result<W>;
+    /// Block `layer` with every tensor of its shape but no data read (each a single
+    /// broadcast value): its names and shapes, for planning a checkpoint.
+    fn block_shapes(&self, layer: usize) -> Result<W>;
 }
 
 /// The blocks of a model (weights of type `W`): where they are read from and which are
@@ -133,6 +136,12 @@ impl<W: Clone> Blocks<W> {
             .get(i)
             .map(Vec::as_slice)
             .ok_or_else(|| ModelError::InvalidArgument(format!("no linear weight {i}")))
+    }
+
+    /// Block `layer`'s tensors by shape alone (see [`BlockReader::block_shapes`]).
+    pub(crate) fn shapes_only(&self, layer: usize) -> Result<W> {
+        self.check(layer)?;
+        self.reader.block_shapes(layer)
     }
 
     fn read(&self, layer: usize) -> Result<Arc<LiveBlock<W>>> {

@@ -143,6 +143,12 @@ impl Model {
         self.blocks.get(layer)
     }
 
+    /// Block `layer`'s tensors with their names and shapes but no weights read (each a
+    /// single broadcast zero): what a checkpoint plan needs, at no memory cost.
+    pub fn block_shapes(&self, layer: usize) -> Result<BlockWeights> {
+        self.blocks.shapes_only(layer)
+    }
+
     /// Drops block `layer`'s resident weights: it is read from the files again when next
     /// used. **Changes made with [`Model::set_weight`] are discarded**: write the block
     /// out first. A layer out of range does nothing.

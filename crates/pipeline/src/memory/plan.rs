@@ -173,15 +173,28 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
     // throughout.
     let gram_sizes: Vec<u64> = points.iter().map(|&p| d_in_of(c, p).pow(2)).collect();
     let gram_values: u64 = gram_sizes.iter().sum();
+    // An accumulator holds the lower triangle in f64 tiles of `TILE` columns.
+    let tile = sparseswaps_gram::TILE as u64;
+    let triangles: Vec<u64> = points
+        .iter()
+        .map(|&p| {
+            let d = d_in_of(c, p);
+            let t = d.div_ceil(tile);
+            8 * (t * (t + 1) / 2) * tile * tile
+        })
+        .collect();
     let converting = (0..gram_sizes.len())
-        .map(|k| 8 * gram_sizes[k..].iter().sum::<u64>() + 4 * gram_sizes[..=k].iter().sum::<u64>())
+        .map(|k| triangles[k..].iter().sum::<u64>() + 4 * gram_sizes[..=k].iter().sum::<u64>())
         .max()
         .unwrap_or(0);
     let stages = [
         vec![
             part(
-                format!("Grams (f64, {} capture points)", points.len()),
-                8 * gram_values,
+                format!(
+                    "Grams (f64 lower triangles, {} capture points)",
+                    points.len()
+                ),
+                triangles.iter().sum(),
             ),
             part("block output of one micro-batch", tokens * h * 4),
             part(
@@ -277,7 +290,12 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
     phases.push(phase(
         "writing",
         vec![
-            held,
+            match x.residency {
+                Residency::AllF32 => held,
+                // Blocks after the last target are copied one at a time, then the head
+                // (its own table only when untied) is written and released.
+                Residency::OneBlock => part("lm_head (stored dtype)", x.stored_bytes * head_values),
+            },
             part("block weights (f32)", block),
             part(
                 "one chunk of a tensor (f32 and written dtype)",

@@ -46,9 +46,11 @@ fn the_plan_counts_what_the_issue_lists() {
     let p = plan(&inputs(&cfg, &targets, Residency::OneBlock));
     let (h, i) = (2048u64, 8192u64);
     // One Gram per capture point: hidden², hidden², (heads·head_dim)², intermediate².
+    // Lower triangles of 256-wide tiles: 8 and 32 tiles a side.
+    let tri = |t: u64| 8 * t * (t + 1) / 2 * 256 * 256;
     assert_eq!(
-        part_of(&p, "prune loop", "Grams (f64, 4"),
-        8 * (3 * h * h + i * i)
+        part_of(&p, "prune loop", "Grams (f64 lower triangles, 4"),
+        3 * tri(8) + tri(32)
     );
     // The capture stage (f64 Grams beside the forward) outweighs the pruning stage
     // (f32 Grams, one layer in flight): the phase counts the larger only.
@@ -112,7 +114,7 @@ fn over_the_limit_is_one_line_with_the_breakdown() {
     assert!(
         e.starts_with("the run does not fit the memory limit of 1.00 GB: estimated peak memory")
             && e.contains("in the prune loop (")
-            && e.contains("Grams (f64, 4 capture points) 0.64 GB")
+            && e.contains("Grams (f64 lower triangles, 4 capture points) 0.33 GB")
             && e.contains("disk to write"),
         "{e}"
     );

@@ -49,13 +49,10 @@ pub struct Plan<'a> {
     pub save_grams: bool,
 }
 
-/// Every target's mask, in pruning order: `(layer name, u8 mask)`.
-pub type Masks = Vec<(String, OwnedTensor)>;
-
-/// The masks of the blocks an earlier process finished (`0..blocks_done`). Their pruned
-/// weights are in the staged model's shards, which the pruned evaluation reads.
-pub fn restore(staging: &Staging, targets: &Targets, blocks_done: usize) -> Result<Masks> {
-    let mut masks = Masks::new();
+/// Checks that the blocks an earlier process finished (`0..blocks_done`) hold the
+/// targets the config selects. Their masks stay in the checkpoint (the final masks file
+/// is written from it) and their pruned weights in the staged model's shards.
+pub fn check_restored(staging: &Staging, targets: &Targets, blocks_done: usize) -> Result<()> {
     for l in 0..blocks_done {
         let restored = staging::read_block(staging.path(), l)?;
         let expected = sorted_names(targets, l);
@@ -66,9 +63,8 @@ pub fn restore(staging: &Staging, targets: &Targets, blocks_done: usize) -> Resu
                 reason: format!("block {l} holds targets {got:?}, the config selects {expected:?}"),
             });
         }
-        masks.extend(restored);
     }
-    Ok(masks)
+    Ok(())
 }
 
 /// Drops block `l`'s weights from memory once it is written: the staged shards hold
@@ -78,8 +74,8 @@ fn release_block(model: &mut Model, l: usize) {
 }
 
 /// Prunes blocks `manifest.blocks_done..manifest.blocks`, writing each to the staged
-/// model through `writer` and checkpointing it, appending their masks to `masks` and
-/// their report rows to `manifest.layers`.
+/// model through `writer` and checkpointing it with its masks, appending their report
+/// rows to `manifest.layers`.
 #[allow(clippy::too_many_arguments)]
 pub fn prune_blocks(
     model: &mut Model,
@@ -87,7 +83,6 @@ pub fn prune_blocks(
     plan: &Plan<'_>,
     manifest: &mut Manifest,
     staging: &mut Staging,
-    masks: &mut Masks,
     elapsed: &dyn Fn() -> f64,
     events: Events<'_>,
 ) -> Result<()> {
@@ -130,7 +125,6 @@ pub fn prune_blocks(
                         &grams[&k.input()],
                         events,
                     )?;
-                    masks.push(done.clone());
                     finished.push(done);
                     events(Event::LayerDone(Box::new(rep.clone())));
                     reports.push(rep);

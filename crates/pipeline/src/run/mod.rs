@@ -341,9 +341,9 @@ fn prune_and_write(
     // not the head: neither is held beside its Gram matrices.
     model.release_tables();
     meter.start("prune loop", &mem_plan);
-    // Blocks finished by an earlier process: their masks (their weights are in the
-    // staged shards).
-    let mut masks = blocks::restore(staging, targets, manifest.blocks_done)?;
+    // Blocks finished by an earlier process: their masks are in the checkpoint (their
+    // weights in the staged shards).
+    blocks::check_restored(staging, targets, manifest.blocks_done)?;
     events(Event::PruneStart {
         blocks: manifest.blocks,
         targets: targets.values().map(|v| v.len()).sum(),
@@ -376,7 +376,6 @@ fn prune_and_write(
         &plan,
         &mut manifest,
         staging,
-        &mut masks,
         &elapsed,
         events,
     )?;
@@ -391,7 +390,6 @@ fn prune_and_write(
     events(Event::Stage(format!("writing {}", out_dir.display())));
     let finished = outputs::Finished {
         cfg,
-        masks: &masks,
         manifest: &manifest,
         calibration_tokens: texts.calibration.len(),
         pruned_ppl,

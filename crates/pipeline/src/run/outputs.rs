@@ -2,7 +2,6 @@
 //! model (blocks after the last target, final norm, head, config and tokenizer), the
 //! report, the masks and the figure (`error.svg`, `error.png`).
 
-use super::blocks::Masks;
 use crate::config::PipelineConfig;
 use crate::error::{io_err, PipelineError, Result};
 use crate::memory::MemoryReport;
@@ -10,16 +9,15 @@ use crate::report::{mean_median, PplReport, RunReport};
 use crate::staging::Manifest;
 use sparseswaps_core::Pattern;
 use sparseswaps_model::{Model, ModelWriter};
-use sparseswaps_tensor_io::{write_atomic, write_safetensors_atomic};
-use std::collections::HashMap;
+use sparseswaps_tensor_io::shards::{PlannedTensor, ShardPlan, ShardWriter};
+use sparseswaps_tensor_io::write_atomic;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Everything the outputs are made of.
 pub struct Finished<'a> {
     /// The config as run.
     pub cfg: &'a PipelineConfig,
-    /// Every target's mask, in pruning order.
-    pub masks: &'a Masks,
     /// The final manifest: inputs, report rows, dense perplexity.
     pub manifest: &'a Manifest,
     /// Calibration tokens.
@@ -102,15 +100,7 @@ pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<
         let m = dir.join("model");
         std::fs::remove_dir_all(&m).map_err(io_err(&m))?;
     }
-    let meta = HashMap::from([
-        ("pattern".to_string(), f.pattern.to_string()),
-        ("warm_start".to_string(), f.warm_start.to_string()),
-        (
-            "convention".to_string(),
-            "u8, 1 = kept; N:M = N kept of M".to_string(),
-        ),
-    ]);
-    write_safetensors_atomic(&dir.join("masks.safetensors"), f.masks, Some(meta))?;
+    write_masks(f, dir)?;
     if f.cfg.output.plot {
         let svg = crate::plot::run_plot_svg(&report);
         write_atomic(&dir.join("error.svg"), svg.as_bytes())?;
@@ -127,4 +117,42 @@ pub fn write(f: &Finished<'_>, dir: &Path, elapsed: &dyn Fn() -> f64) -> Result<
         serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Input(e.to_string()))?;
     write_atomic(&dir.join("report.json"), json.as_bytes())?;
     Ok(report)
+}
+
+/// Writes `masks.safetensors` (one u8 tensor per target, 1 = kept) from the masks each
+/// block's checkpoint holds, one block at a time: a model's masks are a byte per weight
+/// (1.7 GB for two blocks of a 70B model), too much to gather in memory. The file has
+/// the bytes `safetensors::serialize` gives for the same tensors.
+fn write_masks(f: &Finished<'_>, dir: &Path) -> Result<()> {
+    let meta = BTreeMap::from([
+        ("pattern".to_string(), f.pattern.to_string()),
+        ("warm_start".to_string(), f.warm_start.to_string()),
+        (
+            "convention".to_string(),
+            "u8, 1 = kept; N:M = N kept of M".to_string(),
+        ),
+    ]);
+    // Block by block, each block's targets by name: the order the checkpoint holds them.
+    let mut layers: Vec<&crate::report::LayerReport> = f.manifest.layers.iter().collect();
+    layers.sort_by(|a, b| (a.block, &a.name).cmp(&(b.block, &b.name)));
+    let list = layers
+        .iter()
+        .map(|r| PlannedTensor::new(&r.name, safetensors::Dtype::U8, r.shape.to_vec()))
+        .collect();
+    let path = dir.join("masks.safetensors");
+    if layers.is_empty() {
+        let meta = meta.into_iter().collect();
+        sparseswaps_tensor_io::write_safetensors_atomic(&path, &[], Some(meta))?;
+        return Ok(());
+    }
+    let mut plan = ShardPlan::new(&path, list, u64::MAX, &meta)?;
+    plan.name_single_file("masks.safetensors");
+    let mut w = ShardWriter::create(dir, plan)?;
+    for l in 0..f.manifest.blocks {
+        for (name, mask) in crate::staging::read_block(dir, l)? {
+            w.write(&name, &mask.bytes)?;
+        }
+    }
+    w.finish()?;
+    Ok(())
 }

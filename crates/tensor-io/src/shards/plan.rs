@@ -140,6 +140,19 @@ impl ShardPlan {
         })
     }
 
+    /// Names the file of a plan that fits one shard `file_name` (instead of
+    /// `model.safetensors`): a single safetensors file written tensor by tensor. False,
+    /// and nothing renamed, when the plan has several shards.
+    pub fn name_single_file(&mut self, file_name: &str) -> bool {
+        match self.shards.as_mut_slice() {
+            [only] => {
+                only.file_name = file_name.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The tensors, in the order they are written.
     pub fn tensors(&self) -> &[PlannedTensor] {
         &self.tensors

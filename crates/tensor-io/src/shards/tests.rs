@@ -295,3 +295,26 @@ fn parts_that_overflow_or_fall_short_are_refused() {
     w.end().unwrap();
     assert_eq!(w.written(), 1);
 }
+
+#[test]
+fn a_single_file_of_another_name_is_what_safetensors_serialize_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let list: Vec<PlannedTensor> = toy().into_iter().map(|(t, _)| t).collect();
+    let mut p = ShardPlan::new(Path::new("out"), list.clone(), u64::MAX, &meta()).unwrap();
+    assert!(p.name_single_file("masks.safetensors"));
+    let mut w = ShardWriter::create(dir.path(), p).unwrap();
+    for (t, data) in toy() {
+        w.write(&t.name, &data).unwrap();
+    }
+    w.finish().unwrap();
+    let whole = tempfile::tempdir().unwrap();
+    write_all(whole.path(), u64::MAX);
+    let got = files(dir.path());
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["masks.safetensors"]);
+    assert_eq!(
+        got["masks.safetensors"],
+        files(whole.path())["model.safetensors"]
+    );
+    // Several shards keep their names.
+    assert!(!plan(400).name_single_file("masks.safetensors"));
+}
