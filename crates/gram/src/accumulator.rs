@@ -144,21 +144,7 @@ impl GramAccumulator {
 
     /// The full symmetric `G`, row-major `d_in x d_in`, f64.
     pub fn to_f64(&self) -> Vec<f64> {
-        let d = self.d_in;
-        let mut g = vec![0.0f64; d * d];
-        for (s, t) in self.spans.iter().zip(&self.tiles) {
-            let w = s.c1 - s.c0;
-            for i in s.r0..s.r1 {
-                let row = &t[(i - s.r0) * w..(i - s.r0 + 1) * w];
-                for (j, &v) in (s.c0..s.c1).zip(row) {
-                    if j <= i {
-                        g[i * d + j] = v;
-                        g[j * d + i] = v;
-                    }
-                }
-            }
-        }
-        g
+        self.full(|v| v)
     }
 
     /// The full symmetric `G`, row-major `d_in x d_in`, narrowed to f32: what
@@ -166,16 +152,21 @@ impl GramAccumulator {
     pub fn to_f32(&self) -> Vec<f32> {
         // Straight from the tiles: going through `to_f64` would hold a full d × d f64
         // copy beside the tiles and the result (13 GB for a 70B model's down_proj input).
+        self.full(|v| v as f32)
+    }
+
+    /// The full symmetric matrix from the lower-triangle tiles, each entry through `f`.
+    fn full<T: Copy + Default>(&self, f: impl Fn(f64) -> T) -> Vec<T> {
         let d = self.d_in;
-        let mut g = vec![0.0f32; d * d];
+        let mut g = vec![T::default(); d * d];
         for (s, t) in self.spans.iter().zip(&self.tiles) {
             let w = s.c1 - s.c0;
             for i in s.r0..s.r1 {
                 let row = &t[(i - s.r0) * w..(i - s.r0 + 1) * w];
                 for (j, &v) in (s.c0..s.c1).zip(row) {
                     if j <= i {
-                        g[i * d + j] = v as f32;
-                        g[j * d + i] = v as f32;
+                        g[i * d + j] = f(v);
+                        g[j * d + i] = f(v);
                     }
                 }
             }

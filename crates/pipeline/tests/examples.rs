@@ -2,11 +2,14 @@
 //! files the README and docs point at stay runnable as the config grows.
 
 use sparseswaps_pipeline::PipelineConfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-#[test]
-fn every_example_pipeline_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+/// Parses every `.toml` in `dir` (relative to the repository root), panicking with the
+/// first error; returns how many there were and the directory.
+fn validate_all(dir: &str) -> (usize, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -15,6 +18,12 @@ fn every_example_pipeline_is_valid() {
             seen += 1;
         }
     }
+    (seen, dir)
+}
+
+#[test]
+fn every_example_pipeline_is_valid() {
+    let (seen, dir) = validate_all("examples");
     assert!(
         seen >= 5,
         "only {seen} example pipelines in {}",
@@ -24,15 +33,7 @@ fn every_example_pipeline_is_valid() {
 
 #[test]
 fn every_synthetic_shape_pipeline_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/synth-runs");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            PipelineConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-            seen += 1;
-        }
-    }
+    let (seen, dir) = validate_all("benches/synth-runs");
     assert_eq!(
         seen,
         3,

@@ -276,6 +276,8 @@ fn evaluate_written(
     }
     drop(model);
     let written = sparseswaps_model::load(dir)?;
+    // The load read both tables; the evaluation reads each only while it needs it.
+    written.release_tables();
     calibration::evaluate(&written, cfg, texts, "pruned", events)
 }
 
@@ -318,6 +320,9 @@ fn prune_and_write(
         (!fresh).then_some(manifest.blocks_done),
     )?;
 
+    // The load read both vocabulary tables and the writer used the embedding; from here
+    // on each is read only while it is needed.
+    model.release_tables();
     let dense = match &cfg.eval {
         Some(e) if e.dense && manifest.dense_ppl.is_none() => {
             meter.start("dense eval", &mem_plan);
