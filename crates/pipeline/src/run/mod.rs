@@ -342,9 +342,8 @@ fn prune_and_write(
         }
     }
 
-    // The prune loop needs the embedding only to embed the calibration windows, and
-    // not the head: neither is held beside its Gram matrices.
-    model.release_tables();
+    // No table is held here (released above, and by the dense evaluation itself); the
+    // prune loop reads the embedding for the calibration windows and releases it.
     meter.start("prune loop", &mem_plan);
     // Blocks finished by an earlier process: their masks are in the checkpoint (their
     // weights in the staged shards).
