@@ -6,8 +6,7 @@
 use crate::exhaustive::{exhaustive_step, RowSearch};
 use crate::mask::Mask;
 use crate::options::RefineOptions;
-use crate::report::RowReport;
-use crate::row::{RowJob, RowState, SearchTally};
+use crate::row::{RowJob, RowState};
 use crate::simd;
 use rayon::prelude::*;
 
@@ -163,14 +162,13 @@ fn bounded_best(
 
 /// Refines one unstructured row with the bounded search (the row budget).
 pub(crate) fn refine_row_bounded(
-    mut job: RowJob<'_>,
+    job: &mut RowJob<'_>,
     rho: &[f64],
     gram: &[f32],
     opts: &RefineOptions,
-) -> (RowReport, SearchTally) {
+) {
     job.check_cap(opts);
-    run_row_bounded(&mut job, rho, gram, opts);
-    (job.report, job.tally)
+    run_row_bounded(job, rho, gram, opts);
 }
 
 /// `σ_j² = w_j² G[j,j]` for every column of the row.

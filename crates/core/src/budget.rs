@@ -51,7 +51,8 @@ use crate::objective::LayerProblem;
 use crate::options::{RefineOptions, Search};
 use crate::pattern::Pattern;
 use crate::report::RefineReport;
-use crate::row::{RowJob, RowState, SearchTally};
+use crate::row::{finish_exact, RowJob, SearchTally};
+use crate::row_walk::ROWS_PER_WALK;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -227,14 +228,18 @@ pub fn refine_budget(
     // result can only improve on it.
     let mut jobs: Vec<RowJob<'_>> = mask
         .as_mut_slice()
-        .par_chunks_mut(d)
+        .par_chunks_mut(d * ROWS_PER_WALK)
         .enumerate()
-        .map(|(r, mrow)| {
-            let st = RowState::new(problem.row(r), mrow, gram);
-            let mut job = RowJob::new(st, mrow);
-            run_row(&mut job, rho, gram, opts);
-            progress(1);
-            job
+        .flat_map_iter(|(bi, chunk)| {
+            let r0 = bi * ROWS_PER_WALK;
+            let ws: Vec<&[f32]> = (r0..r0 + chunk.len() / d).map(|r| problem.row(r)).collect();
+            let mut jobs = RowJob::new_batch(&ws, chunk, gram, false);
+            for job in &mut jobs {
+                run_row(job, rho, gram, opts);
+            }
+            finish_exact(&mut jobs, false);
+            progress(jobs.len());
+            jobs
         })
         .collect();
     let row_phase_error: f64 = jobs.iter().map(|j| j.report.final_error).sum();
@@ -249,10 +254,8 @@ pub fn refine_budget(
     };
 
     // One exact recompute of every row: the reported errors carry no drift.
-    jobs.par_iter_mut().for_each(|job| {
-        job.state.recompute(job.mask);
-        job.report.final_error = job.state.error();
-    });
+    jobs.par_chunks_mut(ROWS_PER_WALK)
+        .for_each(|walk| finish_exact(walk, true));
     let counts: Vec<usize> = jobs
         .iter()
         .map(|j| j.mask.iter().filter(|&&m| m == 1).count())

@@ -23,6 +23,10 @@
 //!
 //! Ties: the smallest `Δ` wins; between equal values the lower `u`, then the lower `q`.
 //!
+//! Building a row's exact state reads all of `G` (`d_in²` values), so rows are handed out
+//! eight at a time: their states are built, and their exact stops recomputed, in one
+//! tiled walk of `G` each (`row_walk`), bit-identical to doing each row alone.
+//!
 //! Unstructured rows are processed in batches that walk the Gram matrix in tiles, so one
 //! tile of `G` loaded into cache serves every row of the batch (one full pass over `G`
 //! per row and step would be bound by memory bandwidth). N:M rows only compare pairs
@@ -33,8 +37,8 @@
 //!
 //! Layout (each module reads only those listed before it, so there is no import
 //! circle): [`crate::options`] (a leaf), [`crate::report`] (reads the options), `row`
-//! (the running state of one row and its acceptance rule), the searches `exhaustive`,
-//! `bounded` (falls back to `exhaustive`) and `nm`, then [`crate::budget`] (cross-row
+//! (the running state of one row and its acceptance rule, built over `row_walk`), the
+//! searches `exhaustive`, `bounded` (falls back to `exhaustive`) and `nm`, then [`crate::budget`] (cross-row
 //! moves over the row searches) and this driver on top, which validates the input and
 //! hands every row to its search, or the layer to the budget engine.
 
@@ -48,7 +52,8 @@ use crate::objective::LayerProblem;
 use crate::options::Budget;
 use crate::pattern::Pattern;
 use crate::report::{RefineReport, RowReport};
-use crate::row::{RowJob, SearchTally};
+use crate::row::{finish_exact, RowJob, SearchTally};
+use crate::row_walk::ROWS_PER_WALK;
 use crate::simd;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -103,28 +108,45 @@ pub fn refine(
     Ok(rep)
 }
 
-/// Unstructured rows, bounded search: one row per task.
+/// Unstructured rows, bounded search: a few rows per task, their states built and
+/// their exact stops recomputed in one walk of `G` each.
 fn rows_bounded(
     problem: &LayerProblem<'_>,
     mask: &mut Mask,
     opts: &RefineOptions,
     progress: &Progress<'_>,
 ) -> (Vec<RowReport>, SearchTally) {
-    let d = problem.d_in();
-    let rho = column_correlation_bound(problem.gram(), d);
-    let out: Vec<(RowReport, SearchTally)> = mask
-        .as_mut_slice()
-        .par_chunks_mut(d)
-        .enumerate()
-        .map(|(r, mrow)| {
-            let st = RowState::new(problem.row(r), mrow, problem.gram());
-            let rep = refine_row_bounded(RowJob::new(st, mrow), &rho, problem.gram(), opts);
-            progress(1);
-            rep
-        })
-        .collect();
+    let rho = column_correlation_bound(problem.gram(), problem.d_in());
+    let out = in_walks(problem, mask, progress, |job| {
+        refine_row_bounded(job, &rho, problem.gram(), opts)
+    });
     let tally = SearchTally::sum(out.iter().map(|x| x.1));
     (out.into_iter().map(|x| x.0).collect(), tally)
+}
+
+/// Runs `refine` on every row, [`ROWS_PER_WALK`] consecutive rows per task: their states
+/// built in one walk of `G`, and the exact recompute of the rows that swapped done in
+/// one more walk when all have stopped. Returns each row's report and search tally.
+fn in_walks(
+    problem: &LayerProblem<'_>,
+    mask: &mut Mask,
+    progress: &Progress<'_>,
+    refine: impl Fn(&mut RowJob<'_>) + Sync,
+) -> Vec<(RowReport, SearchTally)> {
+    let d = problem.d_in();
+    mask.as_mut_slice()
+        .par_chunks_mut(d * ROWS_PER_WALK)
+        .enumerate()
+        .flat_map_iter(|(bi, chunk)| {
+            let r0 = bi * ROWS_PER_WALK;
+            let ws: Vec<&[f32]> = (r0..r0 + chunk.len() / d).map(|r| problem.row(r)).collect();
+            let mut jobs = RowJob::new_batch(&ws, chunk, problem.gram(), false);
+            jobs.iter_mut().for_each(&refine);
+            finish_exact(&mut jobs, false);
+            progress(jobs.len());
+            jobs.into_iter().map(|j| (j.report, j.tally))
+        })
+        .collect()
 }
 
 /// Unstructured rows, exhaustive search: batches of rows share each walk of `G`.
@@ -141,11 +163,8 @@ fn rows_exhaustive(
         .enumerate()
         .flat_map_iter(|(bi, chunk)| {
             let r0 = bi * BATCH_ROWS;
-            let jobs = chunk
-                .chunks_mut(d)
-                .enumerate()
-                .map(|(i, m)| RowJob::new(RowState::new(problem.row(r0 + i), m, problem.gram()), m))
-                .collect();
+            let ws: Vec<&[f32]> = (r0..r0 + chunk.len() / d).map(|r| problem.row(r)).collect();
+            let jobs = RowJob::new_batch(&ws, chunk, problem.gram(), true);
             let out = refine_batch_unstructured(problem.gram(), d, jobs, opts, avx2);
             progress(out.len());
             out
@@ -153,7 +172,7 @@ fn rows_exhaustive(
         .collect()
 }
 
-/// N:M rows: one row per task, pairs compared inside each group.
+/// N:M rows: pairs compared inside each group, a few rows per task (see [`in_walks`]).
 fn rows_nm(
     problem: &LayerProblem<'_>,
     mask: &mut Mask,
@@ -161,15 +180,8 @@ fn rows_nm(
     opts: &RefineOptions,
     progress: &Progress<'_>,
 ) -> Vec<RowReport> {
-    let d = problem.d_in();
-    mask.as_mut_slice()
-        .par_chunks_mut(d)
-        .enumerate()
-        .map(|(r, mrow)| {
-            let st = RowState::new(problem.row(r), mrow, problem.gram());
-            let rep = refine_row_nm(RowJob::new(st, mrow), m, opts);
-            progress(1);
-            rep
-        })
+    in_walks(problem, mask, progress, |job| refine_row_nm(job, m, opts))
+        .into_iter()
+        .map(|x| x.0)
         .collect()
 }

@@ -37,6 +37,7 @@ pub mod options;
 pub mod pattern;
 pub mod report;
 mod row;
+mod row_walk;
 pub mod select;
 mod simd;
 

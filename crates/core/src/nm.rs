@@ -2,12 +2,11 @@
 //! the few pairs of every group exactly, with no tiles and no bound.
 
 use crate::options::RefineOptions;
-use crate::report::RowReport;
 use crate::row::RowJob;
 
 /// Refines one N:M row: each step compares the pairs inside every group of `m` directly
 /// in f64 (`O(d_in)` per step); ties go to the first pair found (lower `u`, then `q`).
-pub(crate) fn refine_row_nm(mut job: RowJob<'_>, m: usize, opts: &RefineOptions) -> RowReport {
+pub(crate) fn refine_row_nm(job: &mut RowJob<'_>, m: usize, opts: &RefineOptions) {
     job.check_cap(opts);
     let d = job.mask.len();
     let gram = job.state.gram;
@@ -38,5 +37,4 @@ pub(crate) fn refine_row_nm(mut job: RowJob<'_>, m: usize, opts: &RefineOptions)
         }
         job.decide(best, pairs, opts);
     }
-    job.report
 }

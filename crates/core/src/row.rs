@@ -7,6 +7,7 @@
 
 use crate::options::RefineOptions;
 use crate::report::{RefineReport, RowReport, StopReason};
+use crate::row_walk::{self, WalkRow};
 use crate::simd;
 
 /// Running state of one row: `c = G p` and `E = pᵀ G p` in f64.
@@ -25,46 +26,79 @@ pub struct RowState<'a> {
 impl<'a> RowState<'a> {
     /// Builds `c` and `E` exactly from the mask row; also the dense energy `wᵀ G w`.
     pub fn new(w: &'a [f32], mask_row: &[u8], gram: &'a [f32]) -> Self {
-        let mut s = RowState {
-            w,
-            gram,
-            c: vec![0.0; w.len()],
-            error: 0.0,
-            energy: 0.0,
-            avx2: simd::has_avx2(),
-        };
-        s.recompute_with_energy(mask_row, true);
-        s
+        Self::new_batch(&[(w, mask_row)], gram).remove(0)
     }
 
-    fn recompute_with_energy(&mut self, mask_row: &[u8], energy: bool) {
-        let d = self.w.len();
-        self.c.iter_mut().for_each(|v| *v = 0.0);
-        let mut y = if energy { vec![0.0f64; d] } else { Vec::new() };
-        for (j, &m) in mask_row.iter().enumerate() {
-            let wj = self.w[j] as f64;
-            if wj == 0.0 {
-                continue;
-            }
-            let gj = &self.gram[j * d..(j + 1) * d];
-            if m == 0 {
-                simd::axpy(self.avx2, &mut self.c, wj, gj);
-            } else if energy {
-                simd::axpy(self.avx2, &mut y, wj, gj);
-            }
+    /// [`RowState::new`] of several rows at once, in one walk of `G` (bit-identical to
+    /// building each alone, and faster: see `row_walk`).
+    pub fn new_batch(rows: &[(&'a [f32], &[u8])], gram: &'a [f32]) -> Vec<Self> {
+        let avx2 = simd::has_avx2();
+        let mut states: Vec<Self> = rows
+            .iter()
+            .map(|&(w, _)| RowState {
+                w,
+                gram,
+                c: vec![0.0; w.len()],
+                error: 0.0,
+                energy: 0.0,
+                avx2,
+            })
+            .collect();
+        let mut kept: Vec<Vec<f64>> = rows.iter().map(|(w, _)| vec![0.0; w.len()]).collect();
+        let mut walk_rows: Vec<WalkRow<'_>> = states
+            .iter_mut()
+            .zip(kept.iter_mut())
+            .zip(rows)
+            .map(|((s, k), &(w, mask))| WalkRow {
+                w,
+                mask,
+                c: &mut s.c,
+                kept: Some(k),
+            })
+            .collect();
+        if let Some(first) = rows.first() {
+            row_walk::walk(gram, first.0.len(), &mut walk_rows, avx2);
         }
-        self.error = (0..d)
+        for ((s, k), &(_, mask)) in states.iter_mut().zip(&kept).zip(rows) {
+            s.error = s.pruned_error(mask);
+            s.energy = (0..k.len()).map(|j| s.w[j] as f64 * (k[j] + s.c[j])).sum();
+        }
+        states
+    }
+
+    /// Recomputes `c` and `E` of several rows exactly, in one walk of `G`; bit-identical
+    /// to [`RowState::recompute`] of each.
+    pub fn recompute_batch(rows: &mut [(&mut RowState<'a>, &[u8])]) {
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let (gram, d, avx2) = (first.0.gram, first.0.w.len(), first.0.avx2);
+        let mut walk_rows: Vec<WalkRow<'_>> = rows
+            .iter_mut()
+            .map(|(s, mask)| WalkRow {
+                w: s.w,
+                mask,
+                c: &mut s.c,
+                kept: None,
+            })
+            .collect();
+        row_walk::walk(gram, d, &mut walk_rows, avx2);
+        for (s, mask) in rows.iter_mut() {
+            s.error = s.pruned_error(mask);
+        }
+    }
+
+    /// `E = Σ_{j pruned} w_j c_j`, in column order.
+    fn pruned_error(&self, mask_row: &[u8]) -> f64 {
+        (0..self.w.len())
             .filter(|&j| mask_row[j] == 0)
             .map(|j| self.w[j] as f64 * self.c[j])
-            .sum();
-        if energy {
-            self.energy = (0..d).map(|j| self.w[j] as f64 * (y[j] + self.c[j])).sum();
-        }
+            .sum()
     }
 
     /// Recomputes `c` and `E` exactly from the mask row (drift removal).
     pub fn recompute(&mut self, mask_row: &[u8]) {
-        self.recompute_with_energy(mask_row, false);
+        Self::recompute_batch(&mut [(self, mask_row)]);
     }
 
     /// The running row error `E`.
@@ -195,6 +229,30 @@ impl SearchTally {
 }
 
 impl<'a> RowJob<'a> {
+    /// Jobs of consecutive rows (`ws[i]` and the `i`-th row of `masks`), their states
+    /// built in one walk of `G`. With `exact_stop == false` the rows stop without their
+    /// exact recompute, which [`finish_exact`] then does for all in one walk.
+    pub(crate) fn new_batch(
+        ws: &[&'a [f32]],
+        masks: &'a mut [u8],
+        gram: &'a [f32],
+        exact_stop: bool,
+    ) -> Vec<Self> {
+        let d = masks.len() / ws.len().max(1);
+        let rows: Vec<(&'a [f32], &[u8])> = ws.iter().copied().zip(masks.chunks(d)).collect();
+        let states = RowState::new_batch(&rows, gram);
+        drop(rows);
+        masks
+            .chunks_mut(d)
+            .zip(states)
+            .map(|(m, st)| {
+                let mut job = RowJob::new(st, m);
+                job.exact_stop = exact_stop;
+                job
+            })
+            .collect()
+    }
+
     pub(crate) fn new(state: RowState<'a>, mask: &'a mut [u8]) -> Self {
         let report = RowReport {
             warm_error: state.error(),
@@ -264,12 +322,29 @@ impl<'a> RowJob<'a> {
     }
 
     pub(crate) fn finish(&mut self, stop: StopReason) {
-        if self.exact_stop {
+        // With no swap since the last exact state, a recompute would give the same bits.
+        if self.exact_stop && self.since_recompute > 0 {
             self.state.recompute(self.mask);
             self.since_recompute = 0;
         }
         self.report.final_error = self.state.error();
         self.report.stop = stop;
         self.done = true;
+    }
+}
+
+/// The exact recompute of `c` and `E` that rows stopped without, in one walk of `G`, and
+/// their final errors. `all == false` skips rows with no swap since their last exact
+/// state (bit-identical: the recompute would give the same values).
+pub(crate) fn finish_exact(jobs: &mut [RowJob<'_>], all: bool) {
+    let mut pending: Vec<(&mut RowState<'_>, &[u8])> = jobs
+        .iter_mut()
+        .filter(|j| all || j.since_recompute > 0)
+        .map(|j| (&mut j.state, &*j.mask))
+        .collect();
+    RowState::recompute_batch(&mut pending);
+    for job in jobs {
+        job.since_recompute = 0;
+        job.report.final_error = job.state.error();
     }
 }
