@@ -35,6 +35,10 @@ extern "C" {
 #define SS_SUPPORTS_UNSTRUCTURED (1u << 0)
 #define SS_SUPPORTS_NM (1u << 1)
 
+/* ss_descriptor.needs bits: inputs without which the host does not call compute() */
+#define SS_NEEDS_GRAM_DIAG (1u << 0) /* the Gram diagonal (the full Gram also serves) */
+#define SS_NEEDS_FULL_GRAM (1u << 1) /* the full Gram matrix */
+
 typedef struct ss_pattern {
     uint32_t kind;     /* SS_PATTERN_UNSTRUCTURED or SS_PATTERN_NM */
     uint32_t reserved; /* 0 */
@@ -71,7 +75,7 @@ typedef struct ss_descriptor {
     const char *name;            /* what --warm-start NAME resolves */
     const char *version;         /* the plugin's own version */
     uint32_t patterns;           /* SS_SUPPORTS_* bits */
-    uint32_t reserved;           /* 0 */
+    uint32_t needs;              /* SS_NEEDS_* bits; 0 declares nothing */
     ss_compute_fn compute;
     ss_last_error_fn last_error;
 } ss_descriptor;

@@ -122,6 +122,18 @@ fn plugins_list_shows_bundled_and_extra_plugins() {
         assert!(t.contains(want), "missing {want}: {t}");
     }
     assert!(!t.contains("ria "), "{t}");
+    // Each plugin's needed inputs, as its descriptor declares them.
+    for (name, needs) in [
+        ("sparsegpt ", "full Gram"),
+        ("wanda ", "Gram diagonal"),
+        ("magnitude ", "nothing declared"),
+    ] {
+        let line = t.lines().find(|l| l.starts_with(name));
+        assert!(
+            line.is_some_and(|l| l.contains(needs)),
+            "{name}{needs}: {t}"
+        );
+    }
     let out = sparseswaps(
         &[
             "plugins",

@@ -94,6 +94,8 @@ pub struct PluginRow {
     pub abi: u32,
     /// The patterns it supports (`unstructured, N:M`).
     pub patterns: String,
+    /// The inputs it declares it needs (`full Gram`, `Gram diagonal`, `nothing declared`).
+    pub needs: String,
     /// The library file.
     pub library: PathBuf,
 }
@@ -105,6 +107,7 @@ impl PluginRow {
             version: p.version().to_string(),
             abi: p.abi_version(),
             patterns: p.pattern_names(),
+            needs: p.needs_names(),
             library: p.path().to_path_buf(),
         }
     }

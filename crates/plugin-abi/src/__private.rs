@@ -1,6 +1,6 @@
 //! Support code of [`export_plugin!`](crate::export_plugin); not part of the API.
 
-use crate::request::{PluginError, Request};
+use crate::request::{missing_input, PluginError, Request};
 use crate::status;
 use crate::types::{ComputeFn, Descriptor, LastErrorFn, MaskRequest, ABI_VERSION};
 use std::cell::RefCell;
@@ -40,6 +40,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// As [`Request::from_raw`]; `out` is null or valid for `rows * cols` bytes.
 pub unsafe fn compute(
     supported: u32,
+    needs: u32,
     req: *const MaskRequest,
     out: *mut u8,
     f: fn(&Request<'_>, &mut [u8]) -> Result<(), PluginError>,
@@ -50,6 +51,12 @@ pub unsafe fn compute(
             return Err(PluginError::new(
                 status::UNSUPPORTED_PATTERN,
                 format!("pattern {:?} is not supported by this plugin", r.pattern),
+            ));
+        }
+        if let Some(missing) = missing_input(needs, r.gram_diag.is_some(), r.gram.is_some()) {
+            return Err(PluginError::new(
+                status::MISSING_INPUT,
+                format!("this plugin needs {missing}, which the host did not send"),
             ));
         }
         if out.is_null() {
@@ -80,6 +87,7 @@ pub fn descriptor(
     name: &str,
     version: &str,
     patterns: u32,
+    needs: u32,
     compute: ComputeFn,
     last_error: LastErrorFn,
 ) -> Descriptor {
@@ -94,7 +102,7 @@ pub fn descriptor(
         name: leak(name),
         version: leak(version),
         patterns,
-        reserved: 0,
+        needs,
         compute: Some(compute),
         last_error: Some(last_error),
     }

@@ -6,7 +6,9 @@
 /// and `last_error` functions; every exported function catches panics (a panic becomes
 /// [`status::PANIC`](crate::status::PANIC) with its message), errors are stored per
 /// thread for `last_error`, and requests are checked (null pointers, `struct_size`,
-/// pattern support) before `compute` sees them. Put it in a crate of its own with `crate-type = ["cdylib"]` (add
+/// pattern support, and the inputs named by the optional `needs:` bits,
+/// [`NEEDS_GRAM_DIAG`](crate::NEEDS_GRAM_DIAG) and [`NEEDS_FULL_GRAM`](crate::NEEDS_FULL_GRAM))
+/// before `compute` sees them. Put it in a crate of its own with `crate-type = ["cdylib"]` (add
 /// `"rlib"` only so that other crates can depend on it to get the cdylib built; never
 /// link it).
 ///
@@ -44,6 +46,21 @@ macro_rules! export_plugin {
         patterns: $patterns:expr,
         compute: $compute:path $(,)?
     ) => {
+        $crate::export_plugin! {
+            name: $name,
+            version: $version,
+            patterns: $patterns,
+            needs: 0,
+            compute: $compute,
+        }
+    };
+    (
+        name: $name:expr,
+        version: $version:expr,
+        patterns: $patterns:expr,
+        needs: $needs:expr,
+        compute: $compute:path $(,)?
+    ) => {
         const _: () = {
             static DESCRIPTOR: ::std::sync::OnceLock<$crate::Descriptor> =
                 ::std::sync::OnceLock::new();
@@ -52,7 +69,7 @@ macro_rules! export_plugin {
                 req: *const $crate::MaskRequest,
                 out: *mut u8,
             ) -> i32 {
-                $crate::__private::compute($patterns, req, out, $compute)
+                $crate::__private::compute($patterns, $needs, req, out, $compute)
             }
 
             unsafe extern "C" fn __sparseswaps_last_error() -> *const ::std::ffi::c_char {
@@ -64,6 +81,7 @@ macro_rules! export_plugin {
                     $name,
                     $version,
                     $patterns,
+                    $needs,
                     __sparseswaps_compute,
                     __sparseswaps_last_error,
                 )
@@ -215,5 +233,48 @@ mod tests {
         req.gram = g.as_ptr();
         let r = unsafe { Request::from_raw(&req) }.unwrap();
         assert_eq!(&*r.gram_diag_or_full().unwrap(), &[0.0, 5.0, 10.0, 15.0]);
+    }
+
+    #[test]
+    fn declared_needs_are_checked_before_compute() {
+        use crate::{missing_input, NEEDS_FULL_GRAM, NEEDS_GRAM_DIAG};
+        let d = unsafe { &*sparseswaps_plugin_v1() };
+        assert_eq!(
+            d.needs, 0,
+            "a plugin exported without `needs:` declares none"
+        );
+        let w = [1.0f32; 4];
+        let diag = [1.0f32; 4];
+        let g = [1.0f32; 16];
+        let mut req = request(&w, 1, 4, 2);
+        let call = |req: &MaskRequest, needs: u32| {
+            let mut out = [9u8; 4];
+            let code = unsafe {
+                crate::__private::compute(
+                    SUPPORTS_UNSTRUCTURED,
+                    needs,
+                    req,
+                    out.as_mut_ptr(),
+                    keep_first,
+                )
+            };
+            let msg = unsafe { CStr::from_ptr(crate::__private::last_error_ptr()) }
+                .to_str()
+                .unwrap()
+                .to_string();
+            (code, msg)
+        };
+        let (code, msg) = call(&req, NEEDS_FULL_GRAM);
+        assert_eq!(code, status::MISSING_INPUT);
+        assert!(msg.contains("needs the full Gram matrix"), "{msg}");
+        assert_eq!(call(&req, NEEDS_GRAM_DIAG).0, status::MISSING_INPUT);
+        req.gram_diag = diag.as_ptr();
+        assert_eq!(call(&req, NEEDS_GRAM_DIAG).0, status::OK);
+        assert_eq!(call(&req, NEEDS_FULL_GRAM).0, status::MISSING_INPUT);
+        req.gram_diag = std::ptr::null();
+        req.gram = g.as_ptr();
+        // The full matrix also serves for its diagonal.
+        assert_eq!(call(&req, NEEDS_GRAM_DIAG | NEEDS_FULL_GRAM).0, status::OK);
+        assert_eq!(missing_input(0, false, false), None);
     }
 }

@@ -17,8 +17,10 @@
 //!   a descriptor that lives as long as the library.
 //! - The [`Descriptor`] names the plugin, its version, the ABI version it was built for
 //!   ([`ABI_VERSION`]), its size (`struct_size`, so later minor versions may append
-//!   fields), the patterns it supports ([`SUPPORTS_UNSTRUCTURED`], [`SUPPORTS_NM`]), and
-//!   two functions: `compute` and `last_error`.
+//!   fields), the patterns it supports ([`SUPPORTS_UNSTRUCTURED`], [`SUPPORTS_NM`]), the
+//!   inputs it cannot work without ([`NEEDS_GRAM_DIAG`], [`NEEDS_FULL_GRAM`]: the host
+//!   fails before calling it when it cannot send them), and two functions: `compute` and
+//!   `last_error`.
 //! - `compute(request, out_mask)` fills `rows x cols` bytes (row-major, 1 = kept,
 //!   0 = pruned) and returns a [`status`] code. **The host allocates every buffer**; the
 //!   plugin never frees anything it did not allocate and never keeps a pointer from a
@@ -54,9 +56,9 @@ mod request;
 pub mod status;
 mod types;
 
-pub use request::{Pattern, PluginError, Request};
+pub use request::{missing_input, Pattern, PluginError, Request};
 pub use types::{
     ComputeFn, Descriptor, EntryFn, LastErrorFn, MaskRequest, PatternSpec, ABI_VERSION,
-    ENTRY_SYMBOL, ENTRY_SYMBOL_NUL, PATTERN_NM, PATTERN_UNSTRUCTURED, SUPPORTS_NM,
-    SUPPORTS_UNSTRUCTURED,
+    ENTRY_SYMBOL, ENTRY_SYMBOL_NUL, NEEDS_FULL_GRAM, NEEDS_GRAM_DIAG, PATTERN_NM,
+    PATTERN_UNSTRUCTURED, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
 };

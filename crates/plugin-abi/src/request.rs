@@ -212,3 +212,16 @@ impl<'a> Request<'a> {
         }
     }
 }
+
+/// The input named by `needs` (bits [`NEEDS_GRAM_DIAG`](crate::NEEDS_GRAM_DIAG),
+/// [`NEEDS_FULL_GRAM`](crate::NEEDS_FULL_GRAM)) that a request lacks, in words; `None`
+/// when it has all of them. The full Gram matrix also serves for its diagonal.
+pub fn missing_input(needs: u32, has_diag: bool, has_full: bool) -> Option<&'static str> {
+    if needs & crate::NEEDS_FULL_GRAM != 0 && !has_full {
+        Some("the full Gram matrix X Xᵀ")
+    } else if needs & crate::NEEDS_GRAM_DIAG != 0 && !has_diag && !has_full {
+        Some("the Gram diagonal (activation norms)")
+    } else {
+        None
+    }
+}

@@ -22,6 +22,12 @@ pub const SUPPORTS_UNSTRUCTURED: u32 = 1 << 0;
 /// [`Descriptor::patterns`] bit: the plugin handles [`PATTERN_NM`].
 pub const SUPPORTS_NM: u32 = 1 << 1;
 
+/// [`Descriptor::needs`] bit: the plugin cannot work without the Gram diagonal (the full
+/// Gram matrix also satisfies it: the diagonal is read off it).
+pub const NEEDS_GRAM_DIAG: u32 = 1 << 0;
+/// [`Descriptor::needs`] bit: the plugin cannot work without the full Gram matrix.
+pub const NEEDS_FULL_GRAM: u32 = 1 << 1;
+
 /// The sparsity pattern a mask must follow.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +90,11 @@ pub struct Descriptor {
     pub version: *const c_char,
     /// Bit set of [`SUPPORTS_UNSTRUCTURED`] and [`SUPPORTS_NM`].
     pub patterns: u32,
-    /// Zero (padding made explicit; reserved).
-    pub reserved: u32,
+    /// Bit set of [`NEEDS_GRAM_DIAG`] and [`NEEDS_FULL_GRAM`]: the inputs without which
+    /// the host does not call `compute` (it fails, naming the plugin and the input). Zero
+    /// declares nothing; this field was a zero `reserved` before, so plugins built then
+    /// still load.
+    pub needs: u32,
     /// Computes a mask.
     pub compute: Option<ComputeFn>,
     /// The message of the last failure on the calling thread.

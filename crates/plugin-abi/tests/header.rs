@@ -23,10 +23,11 @@ int main(void) {
     O(ss_mask_request, gram); O(ss_mask_request, pattern); O(ss_mask_request, options);
     S(ss_descriptor); O(ss_descriptor, abi_version); O(ss_descriptor, struct_size);
     O(ss_descriptor, name); O(ss_descriptor, version); O(ss_descriptor, patterns);
-    O(ss_descriptor, reserved); O(ss_descriptor, compute); O(ss_descriptor, last_error);
+    O(ss_descriptor, needs); O(ss_descriptor, compute); O(ss_descriptor, last_error);
     C(SPARSESWAPS_PLUGIN_ABI_VERSION); C(SS_OK); C(SS_ERR_INVALID_REQUEST);
     C(SS_ERR_UNSUPPORTED_PATTERN); C(SS_ERR_MISSING_INPUT); C(SS_ERR_FAILED); C(SS_ERR_PANIC);
     C(SS_PATTERN_UNSTRUCTURED); C(SS_PATTERN_NM); C(SS_SUPPORTS_UNSTRUCTURED); C(SS_SUPPORTS_NM);
+    C(SS_NEEDS_GRAM_DIAG); C(SS_NEEDS_FULL_GRAM);
     printf("entry %s\n", SPARSESWAPS_PLUGIN_ENTRY_SYMBOL);
     return 0;
 }
@@ -118,8 +119,8 @@ fn c_header_matches_rust_types() {
             offset_of!(abi::Descriptor, patterns).to_string(),
         ),
         (
-            "ss_descriptor.reserved",
-            offset_of!(abi::Descriptor, reserved).to_string(),
+            "ss_descriptor.needs",
+            offset_of!(abi::Descriptor, needs).to_string(),
         ),
         (
             "ss_descriptor.compute",
@@ -158,6 +159,8 @@ fn c_header_matches_rust_types() {
             abi::SUPPORTS_UNSTRUCTURED.to_string(),
         ),
         ("SS_SUPPORTS_NM", abi::SUPPORTS_NM.to_string()),
+        ("SS_NEEDS_GRAM_DIAG", abi::NEEDS_GRAM_DIAG.to_string()),
+        ("SS_NEEDS_FULL_GRAM", abi::NEEDS_FULL_GRAM.to_string()),
         ("entry", abi::ENTRY_SYMBOL.to_string()),
     ];
     assert_eq!(c.len(), rust.len(), "C printed {c:?}");

@@ -88,6 +88,18 @@ pub enum PluginError {
         /// What it supports.
         supported: String,
     },
+    /// The plugin declares an input ([`sparseswaps_plugin_abi::NEEDS_FULL_GRAM`],
+    /// [`sparseswaps_plugin_abi::NEEDS_GRAM_DIAG`])
+    /// that the caller did not provide (checked before the plugin is called).
+    #[error("plugin '{name}' ({path}) needs {input}, which this caller does not provide")]
+    MissingInput {
+        /// The plugin's name.
+        name: String,
+        /// The library.
+        path: PathBuf,
+        /// The input, in words.
+        input: String,
+    },
     /// The inputs do not fit together (checked before the plugin is called).
     #[error("plugin '{name}' ({path}): {reason}")]
     BadInput {

@@ -7,8 +7,10 @@ use sparseswaps_plugin_abi as abi;
 use std::ffi::CString;
 use std::path::Path;
 
-/// The inputs of a mask request. Gram inputs are optional; send what you have (plugins
-/// that need them report [`abi::status::MISSING_INPUT`] otherwise).
+/// The inputs of a mask request. Gram inputs are optional; send what you have. A plugin
+/// that declares one it needs ([`Plugin::needs_bits`]) is not called without it
+/// ([`PluginError::MissingInput`]); one that does not declare it reports
+/// [`abi::status::MISSING_INPUT`] itself.
 #[derive(Debug, Clone, Copy)]
 pub struct MaskInput<'a> {
     /// Weights, row-major `rows x cols`.
@@ -51,6 +53,15 @@ impl Plugin {
                     Pattern::NM { .. } => "N:M".into(),
                 },
                 supported: self.pattern_names(),
+            });
+        }
+        if let Some(missing) =
+            abi::missing_input(self.needs, input.gram_diag.is_some(), input.gram.is_some())
+        {
+            return Err(PluginError::MissingInput {
+                name: self.name.clone(),
+                path: self.path.clone(),
+                input: missing.into(),
             });
         }
         let options = input

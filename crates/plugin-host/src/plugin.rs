@@ -15,6 +15,7 @@ pub struct Plugin {
     version: String,
     abi_version: u32,
     patterns: u32,
+    pub(crate) needs: u32,
     pub(crate) path: PathBuf,
     pub(crate) compute: abi::ComputeFn,
     pub(crate) last_error: abi::LastErrorFn,
@@ -80,6 +81,7 @@ impl Plugin {
             version,
             abi_version: d.abi_version,
             patterns: d.patterns,
+            needs: d.needs,
             path: path.into(),
             compute,
             last_error,
@@ -104,6 +106,29 @@ impl Plugin {
     /// Its supported-pattern bits ([`abi::SUPPORTS_UNSTRUCTURED`], [`abi::SUPPORTS_NM`]).
     pub fn pattern_bits(&self) -> u32 {
         self.patterns
+    }
+
+    /// The inputs it declares it cannot work without ([`abi::NEEDS_GRAM_DIAG`],
+    /// [`abi::NEEDS_FULL_GRAM`]); 0 when it declares none.
+    pub fn needs_bits(&self) -> u32 {
+        self.needs
+    }
+
+    /// [`Plugin::needs_bits`] in words (`"full Gram"`, `"Gram diagonal"`, or `"nothing
+    /// declared"`).
+    pub fn needs_names(&self) -> String {
+        let mut out = Vec::new();
+        if self.needs & abi::NEEDS_FULL_GRAM != 0 {
+            out.push("full Gram");
+        }
+        if self.needs & abi::NEEDS_GRAM_DIAG != 0 {
+            out.push("Gram diagonal");
+        }
+        if out.is_empty() {
+            "nothing declared".into()
+        } else {
+            out.join(", ")
+        }
     }
 
     /// Its supported patterns in words (`"unstructured, N:M"`).

@@ -5,8 +5,10 @@
 //! `{DLL_PREFIX}sparseswaps_warmstart_sparsegpt_plugin{DLL_SUFFIX}`, is what the plugin
 //! host loads as `--warm-start sparsegpt`.
 //!
-//! It needs the **full Gram matrix** (`gram` of the request): a request with only the
-//! diagonal, or none, fails with `SS_ERR_MISSING_INPUT`. Options (`--plugin-options`):
+//! It needs the **full Gram matrix** (`gram` of the request) and declares it
+//! (`NEEDS_FULL_GRAM`): a host that cannot send it fails before calling, naming the
+//! plugin and the input, and a request with only the diagonal, or none, fails with
+//! `SS_ERR_MISSING_INPUT`. Options (`--plugin-options`):
 //! `blocksize=128,damping=0.01` (see `sparseswaps_warmstart_sparsegpt::Options`); a bad
 //! key or value fails with `SS_ERR_INVALID_REQUEST` naming it.
 //!
@@ -20,27 +22,21 @@
 #![warn(missing_docs)]
 
 use sparseswaps_plugin_abi::{
-    export_plugin, status, PluginError, Request, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
+    export_plugin, status, PluginError, Request, NEEDS_FULL_GRAM, SUPPORTS_NM,
+    SUPPORTS_UNSTRUCTURED,
 };
 use sparseswaps_warmstart_sparsegpt::{sparsegpt_mask, Options, SparseGptError, NAME};
 
 fn compute(req: &Request<'_>, out: &mut [u8]) -> Result<(), PluginError> {
     let options = Options::parse(req.options.unwrap_or(""))
         .map_err(|e| PluginError::new(status::INVALID_REQUEST, e.to_string()))?;
-    let Some(gram) = req.gram else {
-        let sent = if req.gram_diag.is_some() {
-            "only its diagonal"
-        } else {
-            "none"
-        };
-        return Err(PluginError::new(
+    // `needs: NEEDS_FULL_GRAM` below: the request was checked to carry it.
+    let gram = req.gram.ok_or_else(|| {
+        PluginError::new(
             status::MISSING_INPUT,
-            format!(
-                "sparsegpt needs the full Gram matrix X Xᵀ ({0} x {0}), and the host sent {sent}",
-                req.cols
-            ),
-        ));
-    };
+            "sparsegpt needs the full Gram matrix",
+        )
+    })?;
     let Some(pattern) = req.core_pattern()? else {
         out.fill(0);
         return Ok(());
@@ -62,5 +58,6 @@ export_plugin! {
     name: NAME,
     version: env!("CARGO_PKG_VERSION"),
     patterns: SUPPORTS_UNSTRUCTURED | SUPPORTS_NM,
+    needs: NEEDS_FULL_GRAM,
     compute: compute,
 }

@@ -3,7 +3,7 @@
 //! without the full Gram matrix and bad options, naming what is wrong.
 
 use sparseswaps_core::Pattern;
-use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, SearchPath};
+use sparseswaps_plugin_host::{resolve, MaskInput, Plugin, PluginError, SearchPath};
 use sparseswaps_warmstart_sparsegpt::{sparsegpt_mask, Options, NAME};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -92,20 +92,34 @@ fn missing_gram_and_bad_options_are_named() {
         gram: None,
         options: None,
     };
-    let e = plugin.compute_mask(&base, &p).unwrap_err().to_string();
-    assert!(
-        e.contains("plugin 'sparsegpt'")
-            && e.contains("status 3 (missing input)")
-            && e.contains("needs the full Gram matrix X Xᵀ (16 x 16)")
-            && e.contains("sent only its diagonal"),
-        "{e}"
+    // It declares the full Gram (`NEEDS_FULL_GRAM`): the host refuses before calling it.
+    assert_eq!(
+        plugin.needs_bits(),
+        sparseswaps_plugin_abi::NEEDS_FULL_GRAM,
+        "{}",
+        plugin.needs_names()
     );
-    let none = MaskInput {
-        gram_diag: None,
-        ..base
-    };
-    let e = plugin.compute_mask(&none, &p).unwrap_err().to_string();
-    assert!(e.contains("the host sent none"), "{e}");
+    for sent in [Some(&diag[..]), None] {
+        let e = plugin
+            .compute_mask(
+                &MaskInput {
+                    gram_diag: sent,
+                    ..base
+                },
+                &p,
+            )
+            .unwrap_err();
+        assert!(matches!(e, PluginError::MissingInput { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("plugin 'sparsegpt'")
+                && e.contains("sparseswaps_warmstart_sparsegpt_plugin")
+                && e.contains(
+                    "needs the full Gram matrix X Xᵀ, which this caller does not provide"
+                ),
+            "{e}"
+        );
+    }
     for (opt, says) in [
         ("blocksize=abc", "blocksize = 'abc'"),
         ("damping=-0.1", "damping = -0.1"),

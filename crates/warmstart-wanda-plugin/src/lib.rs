@@ -13,7 +13,7 @@
 #![warn(missing_docs)]
 
 use sparseswaps_plugin_abi::{
-    export_plugin, PluginError, Request, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
+    export_plugin, PluginError, Request, NEEDS_GRAM_DIAG, SUPPORTS_NM, SUPPORTS_UNSTRUCTURED,
 };
 
 fn compute(req: &Request<'_>, out: &mut [u8]) -> Result<(), PluginError> {
@@ -37,5 +37,6 @@ export_plugin! {
     name: sparseswaps_warmstart_wanda::NAME,
     version: env!("CARGO_PKG_VERSION"),
     patterns: SUPPORTS_UNSTRUCTURED | SUPPORTS_NM,
+    needs: NEEDS_GRAM_DIAG,
     compute: compute,
 }

@@ -145,7 +145,7 @@ static const ss_descriptor descriptor = {
     .name = "ria",
     .version = "1.0.0",
     .patterns = SS_SUPPORTS_UNSTRUCTURED | SS_SUPPORTS_NM,
-    .reserved = 0,
+    .needs = SS_NEEDS_GRAM_DIAG,
     .compute = ria_compute,
     .last_error = ria_last_error,
 };

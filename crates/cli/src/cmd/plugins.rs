@@ -12,7 +12,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum PluginsCommand {
-    /// List the plugins found (name, version, ABI, patterns, library), in search order.
+    /// List the plugins found (name, version, ABI, patterns, needed inputs, library), in
+    /// search order.
     List {
         /// Extra directory searched for plugins (repeatable).
         #[arg(long, value_name = "DIR")]
@@ -29,7 +30,7 @@ pub fn run(args: Args) -> Result<()> {
 
 fn list(dirs: &[PathBuf]) -> Result<()> {
     let listing = sparseswaps_pipeline::tools::list_plugins(dirs);
-    let rows: Vec<[String; 5]> = listing
+    let rows: Vec<[String; 6]> = listing
         .plugins
         .iter()
         .map(|p| {
@@ -38,12 +39,13 @@ fn list(dirs: &[PathBuf]) -> Result<()> {
                 p.version.clone(),
                 p.abi.to_string(),
                 p.patterns.clone(),
+                p.needs.clone(),
                 p.library.display().to_string(),
             ]
         })
         .collect();
-    let header = ["NAME", "VERSION", "ABI", "PATTERNS", "LIBRARY"].map(String::from);
-    let mut width = [0usize; 4];
+    let header = ["NAME", "VERSION", "ABI", "PATTERNS", "NEEDS", "LIBRARY"].map(String::from);
+    let mut width = [0usize; 5];
     for r in std::iter::once(&header).chain(&rows) {
         for (w, c) in width.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -51,16 +53,18 @@ fn list(dirs: &[PathBuf]) -> Result<()> {
     }
     for r in std::iter::once(&header).chain(&rows) {
         println!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
             r[0],
             r[1],
             r[2],
             r[3],
             r[4],
+            r[5],
             w0 = width[0],
             w1 = width[1],
             w2 = width[2],
-            w3 = width[3]
+            w3 = width[3],
+            w4 = width[4]
         );
     }
     if rows.is_empty() {
