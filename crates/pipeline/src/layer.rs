@@ -9,7 +9,7 @@ use crate::events::{Event, Events};
 use crate::refit::{finish_layer, refit_layer, BudgetFigures};
 use crate::report::LayerReport;
 use crate::warm::WarmStart;
-use sparseswaps_core::{Backend, LayerProblem, Mask, Pattern, RefineOptions, RefineReport};
+use sparseswaps_core::{Backend, Budget, LayerProblem, Mask, Pattern, RefineOptions, RefineReport};
 use sparseswaps_reconstruct::{
     ReconstructOptions, Reconstruction, RefitSwapOptions, RefitSwapReport,
 };
@@ -93,8 +93,16 @@ pub fn prune_layer(job: &LayerJob<'_>, events: Events<'_>) -> Result<LayerOutcom
         })
         .map_err(core)?;
     if let Some(opts) = &job.refit {
+        // Under a budget mode the re-fitted objective moves weights between rows too,
+        // within the same bounds as the ordinary phase.
+        let budget = job.refine.budget;
+        let opts = RefitSwapOptions {
+            row_bounds: (budget != Budget::Row)
+                .then(|| budget.row_bounds(job.pattern.kept_per_row(job.d_in), job.d_in)),
+            ..*opts
+        };
         let (weights, figures, refit) =
-            refit_layer(label, &problem, job.pattern, &mut mask, &mut refine, opts)?;
+            refit_layer(label, &problem, job.pattern, &mut mask, &mut refine, &opts)?;
         return Ok(LayerOutcome {
             mask,
             weights,

@@ -76,6 +76,9 @@ pub struct RefitFigures {
     pub refit_rows_in_flight: usize,
     /// Seconds of the refit swaps (their two re-fits included).
     pub refit_seconds: f64,
+    /// Cross-row moves of the re-fitted objective kept (budget modes only).
+    #[serde(default)]
+    pub refit_cross_moves: u64,
 }
 
 impl BudgetFigures {
@@ -114,6 +117,7 @@ impl RefitFigures {
             refit_peak_row_bytes: rep.peak_row_bytes,
             refit_rows_in_flight: rep.rows_in_flight,
             refit_seconds: rep.seconds,
+            refit_cross_moves: rep.cross_moves,
         }
     }
 }
@@ -181,6 +185,16 @@ pub fn refit_layer(
         0.0
     };
     rep.set_reconstructed(r.refit_after);
+    if r.cross_moves > 0 {
+        // The moves changed the rows' kept counts: the layer's statistics follow.
+        let counts: Vec<usize> = (0..mask.rows())
+            .map(|i| mask.row(i).iter().filter(|&&m| m == 1).count())
+            .collect();
+        let bounds = opts
+            .row_bounds
+            .unwrap_or((rep.kept.lower_bound, rep.kept.upper_bound));
+        rep.kept = KeptStats::from_counts(&counts, rep.kept_per_row, bounds);
+    }
     let mut fig = BudgetFigures::of(rep);
     fig.reconstructed_error = rep.reconstructed_error;
     fig.reconstructed_relative = rep.reconstructed_relative;

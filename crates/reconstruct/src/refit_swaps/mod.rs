@@ -56,6 +56,12 @@
 //! preserved: every swap exchanges one kept and one pruned index of the same row (and
 //! group).
 //!
+//! **Cross-row moves** (budget modes, [`RefitSwapOptions::row_bounds`]): after the
+//! per-row swaps, a move prunes `u` in one row and keeps `q` in another, changing `E*`
+//! by `x_u²/P[u,u] − r_q²/s_q` exactly; rounds of moves and the touched rows' swaps
+//! alternate until no move pays (module `moves`). The layer keeps them only when its
+//! re-fit measures a lower total than the per-row result's.
+//!
 //! Determinism: each row depends only on its own inputs; results are identical for any
 //! number of threads.
 //!
@@ -76,10 +82,12 @@
 //! assert_eq!(rep.refit_before, start.reconstructed_error);
 //! ```
 
+mod moves;
 mod options;
 mod search;
 mod state;
 
+pub use moves::RowOffer;
 pub use options::{RefitRow, RefitSwapOptions, RefitSwapReport};
 pub use search::{best_pair, BestPair};
 pub use state::{RefitRowState, RefitSnapshot};
@@ -114,10 +122,12 @@ fn check_options(opts: &RefitSwapOptions) -> Result<(), ReconstructError> {
 /// Exact 1-swaps of the re-fitted objective on every row of `problem`, from `mask`
 /// (updated in place to the final mask), then the re-fit of the final mask.
 ///
-/// N:M patterns swap only inside groups (the mask must follow the pattern); with an
-/// unstructured pattern each row keeps its own count (row, band or layer budgets alike;
-/// no cross-row move is made). The result is never worse than
-/// `reconstruct(problem, mask)` on the starting mask, row by row.
+/// N:M patterns swap only inside groups (the mask must follow the pattern). With an
+/// unstructured pattern each row keeps its own count, unless
+/// [`RefitSwapOptions::row_bounds`] lets counts move: then rounds of cross-row moves of
+/// `E*` follow the per-row swaps (see `moves`). The per-row result is never worse than
+/// `reconstruct(problem, mask)` on the starting mask, row by row, and the moves are kept
+/// only when the re-fit of the layer they reach is lower still.
 pub fn refit_swaps(
     problem: &LayerProblem<'_>,
     pattern: &Pattern,
@@ -145,31 +155,24 @@ pub fn refit_swaps(
         0 => threads,
         n => n.min(threads),
     };
-    let run = || -> Vec<(Vec<u8>, RefitRow)> {
+    let per_row = || -> Vec<(Vec<u8>, RefitRow, RowOffer)> {
         (0..d_out)
             .into_par_iter()
             .map(|r| {
                 let mut row = start_mask.row(r).to_vec();
-                let rep = search::run_row(problem.row(r), &mut row, gram, group, opts);
-                (row, rep)
+                let (rep, offer) =
+                    search::run_row(problem.row(r), &mut row, gram, group, opts, None);
+                (row, rep, offer)
             })
             .collect()
     };
-    // A row's state lives while one thread works on it, so a pool of `in_flight`
-    // threads bounds the memory of the states alive at once.
-    let results = if in_flight < threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(in_flight)
-            .build()
-            .map_err(|e| invalid(format!("thread pool of {in_flight}: {e}")))?
-            .install(run)
-    } else {
-        run()
-    };
+    let results = in_pool(in_flight, threads, per_row)?;
     let mut rows = Vec::with_capacity(d_out);
-    for (r, (row, rep)) in results.into_iter().enumerate() {
+    let mut offers = Vec::with_capacity(d_out);
+    for (r, (row, rep, offer)) in results.into_iter().enumerate() {
         mask.row_mut(r).copy_from_slice(&row);
         rows.push(rep);
+        offers.push(offer);
     }
     let after = reconstruct(problem, mask, &opts.reconstruct)?;
     let mut weights = Vec::with_capacity(d_out * d);
@@ -192,6 +195,27 @@ pub fn refit_swaps(
         refit_before += rep.refit_before;
         refit_after += rep.refit_after;
     }
+    let (mut cross_moves, mut move_rounds) = (0, 0);
+    if let Some(bounds) = opts.row_bounds.filter(|b| b.0 < b.1 && group.is_none()) {
+        let moved = in_pool(in_flight, threads, || {
+            cross_row(problem, mask, &mut rows, offers, bounds, opts)
+        })??;
+        move_rounds = moved.rounds;
+        // Kept only when the re-fit measures a gain for the layer (the moves change
+        // row counts, so a row cannot go back alone).
+        if let Some(m) = moved.outcome.filter(|m| m.refit_after < refit_after) {
+            *mask = m.mask;
+            weights = m.weights;
+            refit_after = m.refit_after;
+            mask_after = m.mask_after;
+            cross_moves = moved.moves;
+            for (rep, e) in rows.iter_mut().zip(m.row_errors) {
+                rep.refit_after = e;
+            }
+        } else {
+            rows.iter_mut().for_each(|r| r.moves = 0);
+        }
+    }
     let capped = rows
         .iter()
         .filter(|r| r.stop == StopReason::MaxSwaps)
@@ -212,5 +236,100 @@ pub fn refit_swaps(
         rows_in_flight: in_flight,
         seconds: start.elapsed().as_secs_f64(),
         rows,
+        cross_moves,
+        move_rounds,
+    })
+}
+
+/// Runs `f` on a pool of `in_flight` threads when that is fewer than the current pool's
+/// (a row's state lives while one thread works on it, so this bounds the states alive
+/// at once).
+fn in_pool<T: Send>(
+    in_flight: usize,
+    threads: usize,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, ReconstructError> {
+    if in_flight < threads {
+        Ok(rayon::ThreadPoolBuilder::new()
+            .num_threads(in_flight)
+            .build()
+            .map_err(|e| invalid(format!("thread pool of {in_flight}: {e}")))?
+            .install(f))
+    } else {
+        Ok(f())
+    }
+}
+
+/// The layer after cross-row moves, re-fitted.
+struct Moved {
+    rounds: u32,
+    moves: u64,
+    /// `None` when no move was taken.
+    outcome: Option<MovedLayer>,
+}
+
+struct MovedLayer {
+    mask: Mask,
+    weights: Vec<f32>,
+    refit_after: f64,
+    mask_after: f64,
+    row_errors: Vec<f64>,
+}
+
+/// Rounds of cross-row moves from the per-row result `mask` (left as it is), then the
+/// re-fit of the mask they reach. Rows put back to their starting mask offer from it.
+fn cross_row(
+    problem: &LayerProblem<'_>,
+    mask: &Mask,
+    rows: &mut [RefitRow],
+    mut offers: Vec<RowOffer>,
+    bounds: (usize, usize),
+    opts: &RefitSwapOptions,
+) -> Result<Moved, ReconstructError> {
+    let (d_out, d) = (problem.d_out(), problem.d_in());
+    let mut masks: Vec<Vec<u8>> = (0..d_out).map(|r| mask.row(r).to_vec()).collect();
+    let stale: Vec<usize> = (0..d_out).filter(|&r| rows[r].reverted).collect();
+    let fresh: Vec<RowOffer> = stale
+        .par_iter()
+        .map(|&r| {
+            let mut row = masks[r].clone();
+            let o = RefitSwapOptions {
+                max_swaps: Some(0),
+                ..*opts
+            };
+            search::run_row(
+                problem.row(r),
+                &mut row,
+                problem.gram(),
+                None,
+                &o,
+                Some(rows[r].lambda),
+            )
+            .1
+        })
+        .collect();
+    for (&r, offer) in stale.iter().zip(fresh) {
+        offers[r] = offer;
+    }
+    let (rounds, moves) = moves::run_rounds(problem, &mut masks, rows, &mut offers, bounds, opts);
+    if moves == 0 {
+        return Ok(Moved {
+            rounds,
+            moves,
+            outcome: None,
+        });
+    }
+    let moved = Mask::new(d_out, d, masks.concat()).map_err(|e| invalid(e.to_string()))?;
+    let fit = reconstruct(problem, &moved, &opts.reconstruct)?;
+    Ok(Moved {
+        rounds,
+        moves,
+        outcome: Some(MovedLayer {
+            refit_after: fit.rows.iter().map(|r| r.error).sum(),
+            mask_after: fit.mask_error,
+            row_errors: fit.rows.iter().map(|r| r.error).collect(),
+            weights: fit.weights,
+            mask: moved,
+        }),
     })
 }

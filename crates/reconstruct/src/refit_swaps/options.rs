@@ -22,6 +22,11 @@ pub struct RefitSwapOptions {
     pub max_rows_in_flight: usize,
     /// Damping and retries: the same as the re-fit's (they define `λ` of each row).
     pub reconstruct: ReconstructOptions,
+    /// The kept counts a row may reach by cross-row moves, `(lo, hi)` inclusive
+    /// (`sparseswaps_core::Budget::row_bounds`); `None` (the row budget), or `lo == hi`,
+    /// makes no move. Unstructured patterns only.
+    #[serde(default)]
+    pub row_bounds: Option<(usize, usize)>,
 }
 
 impl Default for RefitSwapOptions {
@@ -33,6 +38,7 @@ impl Default for RefitSwapOptions {
             recheck_rel: 1e-6,
             max_rows_in_flight: 0,
             reconstruct: ReconstructOptions::default(),
+            row_bounds: None,
         }
     }
 }
@@ -72,6 +78,10 @@ pub struct RefitRow {
     /// stops as capped). Never seen with correct updates: a diagnostic.
     #[serde(default)]
     pub diverged: bool,
+    /// Cross-row moves the row took part in (they count toward `max_swaps` with its
+    /// swaps; always 0 without `row_bounds`).
+    #[serde(default)]
+    pub moves: u32,
 }
 
 /// A layer's outcome.
@@ -108,6 +118,13 @@ pub struct RefitSwapReport {
     pub seconds: f64,
     /// Per-row outcomes, in row order.
     pub rows: Vec<RefitRow>,
+    /// Cross-row moves kept (0 without `row_bounds`, or when the layer went back to the
+    /// per-row result because the moves measured no gain).
+    #[serde(default)]
+    pub cross_moves: u64,
+    /// Rounds of moves run.
+    #[serde(default)]
+    pub move_rounds: u32,
 }
 
 impl RefitSwapReport {

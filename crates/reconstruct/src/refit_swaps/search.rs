@@ -1,5 +1,6 @@
 //! The best admissible pair of one row, and the row's swap loop.
 
+use super::moves::RowOffer;
 use super::options::{RefitRow, RefitSwapOptions};
 use super::state::RefitRowState;
 use sparseswaps_core::StopReason;
@@ -96,11 +97,17 @@ pub(crate) fn initial_state<'a>(
     mask_row: &[u8],
     gram: &'a [f32],
     opts: &RefitSwapOptions,
+    fixed_lambda: Option<f64>,
 ) -> Option<RefitRowState<'a>> {
     let d = w.len();
     let kept: Vec<usize> = (0..d).filter(|&j| mask_row[j] == 1).collect();
     if kept.is_empty() || kept.len() == d {
         return None;
+    }
+    if let Some(lambda) = fixed_lambda {
+        // A row that moves keeps the damping of its first state: `E*` stays one
+        // function of its kept set, so the moves' predicted changes are exact.
+        return RefitRowState::new(w, mask_row, gram, lambda);
     }
     let mut mean_diag =
         kept.iter().map(|&j| gram[j * d + j] as f64).sum::<f64>() / kept.len() as f64;
@@ -134,7 +141,8 @@ pub(crate) fn run_row(
     gram: &[f32],
     group: Option<(usize, usize)>,
     opts: &RefitSwapOptions,
-) -> RefitRow {
+    fixed_lambda: Option<f64>,
+) -> (RefitRow, RowOffer) {
     let mut out = RefitRow {
         start_error: 0.0,
         final_error: 0.0,
@@ -150,9 +158,10 @@ pub(crate) fn run_row(
         refit_after: 0.0,
         reverted: false,
         diverged: false,
+        moves: 0,
     };
-    let Some(mut st) = initial_state(w, mask_row, gram, opts) else {
-        return out;
+    let Some(mut st) = initial_state(w, mask_row, gram, opts, fixed_lambda) else {
+        return (out, RowOffer::default());
     };
     out.lambda = st.lambda();
     out.state_bytes = st.bytes() + st.refresh_bytes();
@@ -206,7 +215,7 @@ pub(crate) fn run_row(
         refresh(&mut st, &mut out, &mut last_exact);
     }
     out.final_error = st.error();
-    out
+    (out, RowOffer::of(&st))
 }
 
 /// An exact recomputation; records the drift of the running error it replaces.

@@ -247,6 +247,27 @@ impl<'a> RefitRowState<'a> {
         ok.then(|| self.delta_pos(self.pos[u], self.pos[q]))
     }
 
+    /// `x_u² / P[u,u]`: how much `E*` rises if kept column `u` is pruned alone (the
+    /// OBS cost; one half of a cross-row move). `None` when `u` is not kept.
+    pub fn removal_cost(&self, u: usize) -> Option<f64> {
+        (u < self.d && self.is_kept[u] == 1).then(|| {
+            let i = self.pos[u];
+            let k = self.kept.len();
+            self.x[i] * self.x[i] / self.p[i * k + i]
+        })
+    }
+
+    /// `r_q² / s_q`: how much `E*` falls if pruned column `q` is kept as well (the
+    /// other half of a cross-row move). `None` when `q` is not pruned, or when keeping
+    /// it would make the kept block numerically singular (`s_q` at or below its floor).
+    pub fn addition_gain(&self, q: usize) -> Option<f64> {
+        if q >= self.d || self.is_kept[q] == 1 {
+            return None;
+        }
+        let t = self.pos[q];
+        (self.s[t] > self.floor[t]).then(|| self.r[t] * self.r[t] / self.s[t])
+    }
+
     /// Applies the swap (kept `u` out, pruned `q` in) by a removal and a bordered
     /// addition, in `O(k m + k²)`; returns the `Δ*` added to the running error, or
     /// `None` (state untouched) when the pair is not admissible.
