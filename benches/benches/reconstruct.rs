@@ -4,7 +4,7 @@
 //! `cargo bench -p sparseswaps-benches --bench reconstruct`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sparseswaps_benches::llm_like_layer;
+use sparseswaps_benches::{llm_like_layer, wanda_mask_of};
 use sparseswaps_core::{LayerProblem, Pattern};
 use sparseswaps_reconstruct::{reconstruct, ReconstructOptions};
 use std::time::Duration;
@@ -24,10 +24,7 @@ fn reconstruct_layers(c: &mut Criterion) {
     ] {
         let layer = llm_like_layer(d_out, d_in, 256, 11);
         let pattern = Pattern::unstructured(0.5).unwrap();
-        let diag: Vec<f32> = (0..d_in).map(|i| layer.gram[i * d_in + i]).collect();
-        let mask =
-            sparseswaps_warmstart_wanda::wanda_mask(&layer.weights, d_out, d_in, &diag, &pattern)
-                .unwrap();
+        let mask = wanda_mask_of(&layer, &pattern);
         let problem = LayerProblem::new(&layer.weights, d_out, d_in, &layer.gram).unwrap();
         let opts = ReconstructOptions::default();
         let r = reconstruct(&problem, &mask, &opts).unwrap();

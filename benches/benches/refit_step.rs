@@ -12,7 +12,7 @@
 //! `d_in = 14336` one call takes tens of seconds on two cores.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sparseswaps_benches::llm_like_layer;
+use sparseswaps_benches::{llm_like_layer, wanda_mask_of};
 use sparseswaps_core::{best_swaps_unstructured, Mask, Pattern, RowState};
 use sparseswaps_reconstruct::refit_swaps::{best_pair, RefitRowState};
 use sparseswaps_reconstruct::ReconstructOptions;
@@ -39,9 +39,7 @@ fn refit_step(c: &mut Criterion) {
     for (label, d) in SHAPES {
         let layer = llm_like_layer(1, d, 64, 17);
         let pattern = Pattern::unstructured(0.5).unwrap();
-        let diag: Vec<f32> = (0..d).map(|i| layer.gram[i * d + i]).collect();
-        let mask: Mask =
-            sparseswaps_warmstart_wanda::wanda_mask(&layer.weights, 1, d, &diag, &pattern).unwrap();
+        let mask: Mask = wanda_mask_of(&layer, &pattern);
         let k = mask.row(0).iter().filter(|&&m| m == 1).count();
         let pairs = (k * (d - k)) as u64;
         group.throughput(Throughput::Elements(pairs));
@@ -55,7 +53,7 @@ fn refit_step(c: &mut Criterion) {
         // The refit objective, with the re-fit's own damping on the starting kept set.
         let kept_diag: f64 = (0..d)
             .filter(|&j| mask.row(0)[j] == 1)
-            .map(|j| diag[j] as f64)
+            .map(|j| layer.gram[j * d + j] as f64)
             .sum::<f64>()
             / k as f64;
         let lambda = ReconstructOptions::default().damping * kept_diag;

@@ -7,7 +7,7 @@
 //! `cargo bench -p sparseswaps-benches --bench row_states`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sparseswaps_benches::llm_like_layer;
+use sparseswaps_benches::{llm_like_layer, wanda_mask_of};
 use sparseswaps_core::{Pattern, RowState};
 
 fn row_states(c: &mut Criterion) {
@@ -19,10 +19,7 @@ fn row_states(c: &mut Criterion) {
         let rows = 8;
         let layer = llm_like_layer(rows, d, 64, 7);
         let pattern = Pattern::unstructured(0.5).unwrap();
-        let diag: Vec<f32> = (0..d).map(|i| layer.gram[i * d + i]).collect();
-        let mask =
-            sparseswaps_warmstart_wanda::wanda_mask(&layer.weights, rows, d, &diag, &pattern)
-                .unwrap();
+        let mask = wanda_mask_of(&layer, &pattern);
         let ws: Vec<(&[f32], &[u8])> = (0..rows)
             .map(|r| (&layer.weights[r * d..(r + 1) * d], mask.row(r)))
             .collect();

@@ -5,7 +5,7 @@
 //! `cargo bench -p sparseswaps-benches --bench swap_step`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sparseswaps_benches::llm_like_layer;
+use sparseswaps_benches::{llm_like_layer, wanda_mask_of};
 use sparseswaps_core::{
     best_swaps_bounded, best_swaps_unstructured, column_correlation_bound, Pattern, RowState,
 };
@@ -18,10 +18,7 @@ fn swap_step(c: &mut Criterion) {
     for (d, rows) in [(1024usize, 1024usize), (4096, 256)] {
         let layer = llm_like_layer(rows, d, 64, 7);
         let pattern = Pattern::unstructured(0.5).unwrap();
-        let diag: Vec<f32> = (0..d).map(|i| layer.gram[i * d + i]).collect();
-        let mask =
-            sparseswaps_warmstart_wanda::wanda_mask(&layer.weights, rows, d, &diag, &pattern)
-                .unwrap();
+        let mask = wanda_mask_of(&layer, &pattern);
         let states: Vec<RowState<'_>> = (0..rows)
             .map(|r| RowState::new(&layer.weights[r * d..(r + 1) * d], mask.row(r), &layer.gram))
             .collect();

@@ -53,7 +53,6 @@ use crate::options::Budget;
 use crate::pattern::Pattern;
 use crate::report::{RefineReport, RowReport};
 use crate::row::{finish_exact, RowJob, SearchTally};
-use crate::row_walk::ROWS_PER_WALK;
 use crate::simd;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -63,6 +62,7 @@ pub use crate::bounded::{best_swaps_bounded, column_correlation_bound};
 pub use crate::exhaustive::best_swaps_unstructured;
 pub use crate::options::{RefineOptions, Search};
 pub use crate::row::RowState;
+pub use crate::row_walk::ROWS_PER_WALK;
 
 /// Progress callback: receives counts of rows finished.
 type Progress<'p> = dyn Fn(usize) + Sync + 'p;

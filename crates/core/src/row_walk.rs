@@ -9,8 +9,9 @@
 
 use crate::simd;
 
-/// Rows that share one walk of `G` (their `c` and energy tiles stay in L2).
-pub(crate) const ROWS_PER_WALK: usize = 8;
+/// Rows that share one walk of `G` (their `c` and energy tiles stay in L2); each thread
+/// holds the states of this many rows at once.
+pub const ROWS_PER_WALK: usize = 8;
 
 /// Columns of `G` per tile: 8 KiB of f64 accumulator per row and vector.
 const TILE: usize = 1024;

@@ -210,7 +210,10 @@ pub fn plan(x: &PlanInputs<'_>) -> MemoryPlan {
         vec![
             part("Gram f32 copies", 4 * gram_values),
             part("layer in flight (dense, pruned f32, mask)", widest * 9),
-            part("row states (f64)", threads * d_in_max * 8 * 2),
+            part(
+                "row states (f64, a walk of rows per thread)",
+                threads * sparseswaps_core::engine::ROWS_PER_WALK as u64 * d_in_max * 8 * 2,
+            ),
         ],
     ];
     let largest_stage = stages
