@@ -197,6 +197,9 @@ pub fn refit_swaps(
     }
     let (mut cross_moves, mut move_rounds) = (0, 0);
     if let Some(bounds) = opts.row_bounds.filter(|b| b.0 < b.1 && group.is_none()) {
+        // The per-row record, restored whole if the moves are not kept: the rounds'
+        // swaps, errors and stops would describe a mask that is not written.
+        let per_row = rows.clone();
         let moved = in_pool(in_flight, threads, || {
             cross_row(problem, mask, &mut rows, offers, bounds, opts)
         })??;
@@ -213,7 +216,7 @@ pub fn refit_swaps(
                 rep.refit_after = e;
             }
         } else {
-            rows.iter_mut().for_each(|r| r.moves = 0);
+            rows = per_row;
         }
     }
     let capped = rows
