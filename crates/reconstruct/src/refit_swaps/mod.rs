@@ -82,6 +82,7 @@
 //! assert_eq!(rep.refit_before, start.reconstructed_error);
 //! ```
 
+mod kernels;
 mod moves;
 mod options;
 mod search;

@@ -1,5 +1,6 @@
 //! The best admissible pair of one row, and the row's swap loop.
 
+use super::kernels;
 use super::moves::RowOffer;
 use super::options::{RefitRow, RefitSwapOptions};
 use super::state::RefitRowState;
@@ -37,29 +38,35 @@ pub fn best_pair(st: &RefitRowState<'_>, group: Option<(usize, usize)>) -> (Opti
 
 fn best_pair_all(st: &RefitRowState<'_>) -> (Option<BestPair>, u64) {
     let (k, m) = (st.kept.len(), st.pruned.len());
+    let avx2 = kernels::has_avx2();
+    let mut gains = vec![0.0; m];
     let mut best: Option<BestPair> = None;
     for i in 0..k {
         let beta = 1.0 / st.p[i * k + i];
         let (xi, row) = (st.x[i], &st.v[i * m..(i + 1) * m]);
         let alpha = xi * beta;
         // The best addition after removing i: the largest r'² / s'.
-        let (mut bg, mut bt) = (f64::NEG_INFINITY, usize::MAX);
-        let cols = row.iter().zip(&st.s).zip(&st.r).zip(&st.floor);
-        for (t, (((&vt, &s_t), &r_t), &floor_t)) in cols.enumerate() {
-            let den = s_t + beta * vt * vt;
-            if den > floor_t {
-                let num = r_t + alpha * vt;
-                let g = num * num / den;
-                if g > bg || (g == bg && st.pruned[t] < st.pruned[bt]) {
-                    bg = g;
-                    bt = t;
-                }
-            }
-        }
-        if bt == usize::MAX {
+        let bg =
+            kernels::addition_gains(avx2, row, &st.s, &st.r, &st.floor, beta, alpha, &mut gains);
+        if bg == f64::NEG_INFINITY {
             continue;
         }
         let delta = xi * alpha - bg;
+        // Which pruned column gives the gain matters only if the pair can win.
+        let can_win = match &best {
+            None => delta.is_finite(),
+            Some(b) => delta <= b.delta,
+        };
+        if !can_win {
+            continue;
+        }
+        // Ties between equal gains go to the lowest pruned column.
+        let mut bt = usize::MAX;
+        for (t, &g) in gains.iter().enumerate() {
+            if g == bg && (bt == usize::MAX || st.pruned[t] < st.pruned[bt]) {
+                bt = t;
+            }
+        }
         if better(delta, st.kept[i], st.pruned[bt], &best) {
             best = Some(BestPair {
                 delta,

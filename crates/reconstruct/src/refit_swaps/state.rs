@@ -12,9 +12,10 @@
 //! and the leaving index the entering one's pruned position, so no row or column of
 //! `P` or `V` is ever shifted.
 
+use super::kernels;
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::DenseSolveCore;
-use faer::{Accum, Mat, Par, Side};
+use faer::{Accum, Mat, MatRef, Par, Side};
 
 /// A pair whose Schur complement `s'_q` is at most this fraction of `G̃[q,q]` would
 /// make the kept block numerically singular: it is not admissible.
@@ -133,44 +134,59 @@ impl<'a> RefitRowState<'a> {
     /// is not positive definite.
     pub fn refresh(&mut self) -> bool {
         let (k, m, d, lam) = (self.kept.len(), self.pruned.len(), self.d, self.lambda);
-        let kept = &self.kept;
-        let gram = self.gram;
-        let gkk = Mat::from_fn(k, k, |i, j| {
-            gram[kept[j] * d + kept[i]] as f64 + if i == j { lam } else { 0.0 }
-        });
+        let (kept, pruned, gram) = (&self.kept, &self.pruned, self.gram);
+        // Built column by column from raw slices (faer matrices are column-major).
+        let mut gkk = Mat::<f64>::zeros(k, k);
+        for j in 0..k {
+            let grow = &gram[kept[j] * d..(kept[j] + 1) * d];
+            for (i, e) in gkk.col_as_slice_mut(j).iter_mut().enumerate() {
+                *e = grow[kept[i]] as f64 + if i == j { lam } else { 0.0 };
+            }
+        }
         let inv = match gkk.llt(Side::Lower) {
             Ok(llt) => llt.inverse(),
             Err(_) => return false,
         };
-        let p = Mat::from_fn(k, k, |i, j| 0.5 * (inv[(i, j)] + inv[(j, i)]));
-        if (0..k).any(|i| !p[(i, i)].is_finite() || p[(i, i)] <= 0.0) {
+        // P, symmetrised exactly, so its row-major and column-major layouts coincide.
+        let mut p = vec![0.0; k * k];
+        for i in 0..k {
+            let col_i = inv.col_as_slice(i);
+            for j in 0..k {
+                p[i * k + j] = 0.5 * (inv.col_as_slice(j)[i] + col_i[j]);
+            }
+        }
+        if (0..k).any(|i| !p[i * k + i].is_finite() || p[i * k + i] <= 0.0) {
             return false;
         }
-        self.p = (0..k * k).map(|e| p[(e / k, e % k)]).collect();
+        self.p = p;
         let bk: Vec<f64> = kept.iter().map(|&c| self.b[c]).collect();
         self.x = (0..k)
             .map(|i| (0..k).map(|j| self.p[i * k + j] * bk[j]).sum())
             .collect();
-        // Vᵀ = G[Q,K] P, column-major (m × k), is V row-major (k × m).
-        let gqk = Mat::from_fn(m, k, |t, a| gram[kept[a] * d + self.pruned[t]] as f64);
+        // Vᵀ = G[Q,K] P, column-major (m × k): its column a is V's row a.
+        let mut gqk = Mat::<f64>::zeros(m, k);
+        for a in 0..k {
+            let grow = &gram[kept[a] * d..(kept[a] + 1) * d];
+            for (e, &t) in gqk.col_as_slice_mut(a).iter_mut().zip(pruned) {
+                *e = grow[t] as f64;
+            }
+        }
         let mut vt = Mat::<f64>::zeros(m, k);
         matmul(
             vt.as_mut(),
             Accum::Replace,
             gqk.as_ref(),
-            p.as_ref(),
+            MatRef::from_column_major_slice(&self.p, k, k),
             1.0,
             Par::Seq,
         );
-        self.v = vec![0.0; k * m];
+        self.v.clear();
+        self.v.reserve(k * m);
         for a in 0..k {
-            for t in 0..m {
-                self.v[a * m + t] = vt[(t, a)];
-            }
+            self.v.extend_from_slice(vt.col_as_slice(a));
         }
-        self.r = self.pruned.iter().map(|&q| self.b[q]).collect();
-        self.s = self
-            .pruned
+        self.r = pruned.iter().map(|&q| self.b[q]).collect();
+        self.s = pruned
             .iter()
             .map(|&q| gram[q * d + q] as f64 + lam)
             .collect();
@@ -179,7 +195,7 @@ impl<'a> RefitRowState<'a> {
             let (xa, row) = (self.x[a], &self.v[a * m..(a + 1) * m]);
             let grow = &gram[kept[a] * d..(kept[a] + 1) * d];
             for t in 0..m {
-                let gat = grow[self.pruned[t]] as f64;
+                let gat = grow[pruned[t]] as f64;
                 self.r[t] -= gat * xa;
                 self.s[t] -= gat * row[t];
             }
@@ -227,17 +243,18 @@ impl<'a> RefitRowState<'a> {
     /// pair would make the kept block singular).
     #[inline]
     pub(crate) fn delta_pos(&self, i: usize, t: usize) -> f64 {
-        let (k, m) = (self.kept.len(), self.pruned.len());
+        let k = self.kept.len();
+        let m = self.pruned.len();
         let beta = 1.0 / self.p[i * k + i];
-        let (xi, vt) = (self.x[i], self.v[i * m + t]);
-        let den = self.s[t] + beta * vt * vt;
-        if den.partial_cmp(&self.floor[t]) != Some(std::cmp::Ordering::Greater) {
+        let xi = self.x[i];
+        let alpha = xi * beta;
+        // The same operations, in the same order, as the search's kernel.
+        let (v, s, r, floor) = (self.v[i * m + t], self.s[t], self.r[t], self.floor[t]);
+        let g = kernels::addition_gain(v, s, r, floor, beta, alpha);
+        if g == f64::NEG_INFINITY {
             return f64::INFINITY;
         }
-        // The same operations, in the same order, as the search's inner loop.
-        let alpha = xi * beta;
-        let num = self.r[t] + alpha * vt;
-        xi * alpha - num * num / den
+        xi * alpha - g
     }
 
     /// `Δ*(u, q)`: the change of `E*` if kept column `u` is pruned and pruned column `q`
@@ -289,59 +306,68 @@ impl<'a> RefitRowState<'a> {
         let xi = self.x[i];
         let pc: Vec<f64> = (0..k).map(|a| self.p[a * k + i]).collect();
         let vi: Vec<f64> = self.v[i * m..(i + 1) * m].to_vec();
-        // Removal of u: the quantities of K \ {u}.
+        // The removal of u gives the quantities of K \ {u}; q's column of them is known
+        // before any pass: v'_q[a] = V[a,q] − P[a,u] β V[u,q], s'_q = s_q + β V[u,q]².
+        let vq: Vec<f64> = (0..k)
+            .map(|a| {
+                if a == i {
+                    0.0
+                } else {
+                    self.v[a * m + j] - pc[a] * beta * vi[j]
+                }
+            })
+            .collect();
+        let sq = self.s[j] + beta * vi[j] * vi[j];
+        let rq = self.r[j] + xi * beta * vi[j];
+        // One pass over P: the removal of u, then the bordered addition of q at
+        // position i (its row and column are set below).
         for a in (0..k).filter(|&a| a != i) {
             let f = pc[a] * beta;
-            for (pab, &pb) in self.p[a * k..(a + 1) * k].iter_mut().zip(&pc) {
-                *pab -= f * pb;
+            let fa = vq[a] / sq;
+            for ((pab, &pb), &vb) in self.p[a * k..(a + 1) * k].iter_mut().zip(&pc).zip(&vq) {
+                *pab = (*pab - f * pb) + fa * vb;
             }
-            self.x[a] -= f * xi;
-            for (vat, &vit) in self.v[a * m..(a + 1) * m].iter_mut().zip(&vi) {
-                *vat -= f * vit;
-            }
+            self.x[a] = (self.x[a] - f * xi) - fa * rq;
+            self.p[a * k + i] = -fa;
+            self.p[i * k + a] = -fa;
         }
+        self.p[i * k + i] = 1.0 / sq;
+        self.x[i] = rq / sq;
         for ((s_t, r_t), &v_t) in self.s.iter_mut().zip(self.r.iter_mut()).zip(&vi) {
             *s_t += beta * v_t * v_t;
             *r_t += xi * beta * v_t;
         }
-        // q's column of K \ {u}; then u takes q's pruned position, with
-        // v'_u = −P[:,u] / P[u,u], s'_u = 1 / P[u,u], r'_u = x_u / P[u,u].
-        let (sq, rq) = (self.s[j], self.r[j]);
-        let mut vq = vec![0.0; k];
-        for a in (0..k).filter(|&a| a != i) {
-            vq[a] = self.v[a * m + j];
-            self.v[a * m + j] = -pc[a] * beta;
-        }
+        // u takes q's pruned position, with v'_u = −P[:,u] / P[u,u], s'_u = 1 / P[u,u],
+        // r'_u = x_u / P[u,u].
         self.s[j] = beta;
         self.r[j] = xi * beta;
         self.floor[j] = PIVOT_REL * (self.g(u, u) + lam).abs();
         self.pruned[j] = u;
-        // Bordered addition of q at position i: γ_t = (G[q,t] − G[q,K'] v'_t) / s'_q.
+        // First pass over V: the removal of u, row by row, and the bordered addition's
+        // γ_t = (G[q,t] − G[q,K'] v'_t) / s'_q accumulated from the rows just updated.
         let mut gamma: Vec<f64> = self.pruned.iter().map(|&t| self.g(q, t)).collect();
         for a in (0..k).filter(|&a| a != i) {
-            let gqa = self.g(q, self.kept[a]);
-            for (ga, &vat) in gamma.iter_mut().zip(&self.v[a * m..(a + 1) * m]) {
+            let f = pc[a] * beta;
+            let row = &mut self.v[a * m..(a + 1) * m];
+            for (vat, &vit) in row.iter_mut().zip(&vi) {
+                *vat -= f * vit;
+            }
+            row[j] = -f;
+            let gqa = self.gram[q * self.d + self.kept[a]] as f64;
+            for (ga, &vat) in gamma.iter_mut().zip(row.iter()) {
                 *ga -= gqa * vat;
             }
         }
         for ga in gamma.iter_mut() {
             *ga /= sq;
         }
+        // Second pass over V: the addition of q.
         for a in (0..k).filter(|&a| a != i) {
             let f = vq[a];
             for (vat, &gt) in self.v[a * m..(a + 1) * m].iter_mut().zip(&gamma) {
                 *vat -= f * gt;
             }
-            let fa = vq[a] / sq;
-            for (pab, &vb) in self.p[a * k..(a + 1) * k].iter_mut().zip(&vq) {
-                *pab += fa * vb;
-            }
-            self.p[a * k + i] = -fa;
-            self.p[i * k + a] = -fa;
-            self.x[a] -= fa * rq;
         }
-        self.p[i * k + i] = 1.0 / sq;
-        self.x[i] = rq / sq;
         for ((s_t, r_t), &g_t) in self.s.iter_mut().zip(self.r.iter_mut()).zip(&gamma) {
             *s_t -= sq * g_t * g_t;
             *r_t -= g_t * rq;
