@@ -87,18 +87,6 @@ unsafe fn gains_avx2(
     gains_body(v, s, r, floor, beta, alpha, out)
 }
 
-/// Whether the AVX2 path is used on this machine.
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Writes every pruned position's [`addition_gain`] for one kept position (its row `v`
 /// of `V`, `β = 1/P[u,u]`, `α = x_u β`) into `out` and returns the largest (`−∞` when
 /// none is admissible). All slices have the same length.
@@ -118,7 +106,8 @@ pub(crate) fn addition_gains(
     debug_assert!(out.len() == v.len());
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        // SAFETY: `avx2` is true only when the CPU reports AVX2 (see `has_avx2`).
+        // SAFETY: `avx2` is true only when the CPU reports AVX2
+        // (`sparseswaps_core::has_avx2`).
         return unsafe { gains_avx2(v, s, r, floor, beta, alpha, out) };
     }
     let _ = avx2;
@@ -143,7 +132,16 @@ mod tests {
         floor[5] = f64::INFINITY; // an inadmissible pair
         let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
         let x = addition_gains(false, &v, &s, &r, &floor, 0.7, -1.3, &mut a);
-        let y = addition_gains(has_avx2(), &v, &s, &r, &floor, 0.7, -1.3, &mut b);
+        let y = addition_gains(
+            sparseswaps_core::has_avx2(),
+            &v,
+            &s,
+            &r,
+            &floor,
+            0.7,
+            -1.3,
+            &mut b,
+        );
         assert_eq!(x.to_bits(), y.to_bits());
         assert_eq!(
             a.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),

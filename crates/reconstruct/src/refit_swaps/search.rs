@@ -38,7 +38,7 @@ pub fn best_pair(st: &RefitRowState<'_>, group: Option<(usize, usize)>) -> (Opti
 
 fn best_pair_all(st: &RefitRowState<'_>) -> (Option<BestPair>, u64) {
     let (k, m) = (st.kept.len(), st.pruned.len());
-    let avx2 = kernels::has_avx2();
+    let avx2 = sparseswaps_core::has_avx2();
     let mut gains = vec![0.0; m];
     let mut best: Option<BestPair> = None;
     for i in 0..k {
