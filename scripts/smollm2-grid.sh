@@ -13,6 +13,7 @@
 #            swaps        max_swaps = 100 (the example's setting)
 #            swaps-refit  max_swaps = 100, reconstruct = true
 #            objective    max_swaps = 100, objective = "refit"
+#            layer        max_swaps = 100, budget = "layer"
 #            layer-refit  max_swaps = 100, budget = "layer", reconstruct = true
 #            layer-objective  max_swaps = 100, budget = "layer", objective = "refit"
 #   seedN    calibration.seed = N (default 0)
@@ -33,7 +34,7 @@ while [[ $# -gt 0 && $1 == --* ]]; do
         *) echo "smollm2-grid: unknown option $1" >&2; exit 2 ;;
     esac
 done
-[[ $# -gt 0 ]] || { sed -n '2,22p' "$0" >&2; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,23p' "$0" >&2; exit 2; }
 [[ -x $bin ]] || { echo "smollm2-grid: no binary at $bin (cargo build --release, or --bin)" >&2; exit 2; }
 assets=${SPARSESWAPS_ASSETS:-$root/.cache/assets}
 plugin_dir="$work/plugins"
@@ -54,7 +55,7 @@ append_to_table() {
 }
 
 for cell in "$@"; do
-    if [[ ! $cell =~ ^smollm2-(50|60|2of4)-(magnitude|wanda|ria|sparsegpt)-(alone|refit|swaps|swaps-refit|objective|layer-refit|layer-objective)(-seed([0-9]+))?$ ]]; then
+    if [[ ! $cell =~ ^smollm2-(50|60|2of4)-(magnitude|wanda|ria|sparsegpt)-(alone|refit|swaps|swaps-refit|objective|layer|layer-refit|layer-objective)(-seed([0-9]+))?$ ]]; then
         echo "smollm2-grid: bad cell name '$cell' (see the usage at the top of $0)" >&2
         exit 2
     fi
@@ -74,6 +75,7 @@ for cell in "$@"; do
         swaps) ;;
         swaps-refit) extra='reconstruct = true' ;;
         objective) extra='objective = "refit"' ;;
+        layer) extra='budget = "layer"' ;;
         layer-refit) extra=$'budget = "layer"\nreconstruct = true' ;;
         layer-objective) extra=$'budget = "layer"\nobjective = "refit"' ;;
     esac
