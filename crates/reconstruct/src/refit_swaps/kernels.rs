@@ -61,18 +61,6 @@ fn gains_body(
     best
 }
 
-fn gains_base(
-    v: &[f64],
-    s: &[f64],
-    r: &[f64],
-    floor: &[f64],
-    beta: f64,
-    alpha: f64,
-    out: &mut [f64],
-) -> f64 {
-    gains_body(v, s, r, floor, beta, alpha, out)
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx2")]
 unsafe fn gains_avx2(
@@ -111,7 +99,7 @@ pub(crate) fn addition_gains(
         return unsafe { gains_avx2(v, s, r, floor, beta, alpha, out) };
     }
     let _ = avx2;
-    gains_base(v, s, r, floor, beta, alpha, out)
+    gains_body(v, s, r, floor, beta, alpha, out)
 }
 
 #[cfg(test)]
