@@ -7,13 +7,16 @@
 #
 # usage: scripts/lm-eval/run.sh TASKS MODEL_DIR...
 #   TASKS: lm-eval task names, comma-separated (hellaswag,arc_easy,... fetch their data
-#   from the Hugging Face hub), or `local` for the last-word task made from the
-#   evaluation text by make_task.py, which needs no hub.
+#   from the Hugging Face hub), or one of two tasks on local data, which need no hub:
+#     local             last-word prediction on the evaluation text (make_task.py)
+#     winogrande_local  WinoGrande twin sentences from BIG-bench's PyPI package, scored
+#                       by lm-eval's own winogrande code (make_winogrande.py; the
+#                       package's sdist, 358 MB, is downloaded once into $OUT)
 # env: PYTHON (default python3), SPARSESWAPS_ASSETS (the evaluation text for `local`),
 #   OUT (results directory, default out/lm-eval), BATCH (default 16), LIMIT (examples
-#   per task, default all).
+#   per task, default all), PAIRS (sentence pairs of winogrande_local, default 500).
 set -euo pipefail
-[[ $# -ge 2 ]] || { sed -n 2,15p "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n 2,19p "$0"; exit 2; }
 tasks=$1
 shift
 py=${PYTHON:-python3}
@@ -25,6 +28,15 @@ if [[ $tasks == local ]]; then
     "$py" "$here/make_task.py" "$assets/moby-dick.txt" "$out/task" 500
     extra=(--include_path "$out/task")
     tasks=sentences_lastword
+elif [[ $tasks == winogrande_local ]]; then
+    task_json=$out/bigbench/subtask029_winogrande_full_object/task.json
+    if [[ ! -f $task_json ]]; then
+        mkdir -p "$out/bigbench"
+        "$py" "$here/fetch_bigbench_task.py" bigbench==1.0.0 \
+            natural_instructions/subtask029_winogrande_full_object/task.json "$task_json"
+    fi
+    "$py" "$here/make_winogrande.py" "$task_json" "$out/task-winogrande" "${PAIRS:-500}"
+    extra=(--include_path "$out/task-winogrande")
 fi
 [[ -n ${LIMIT:-} ]] && extra+=(--limit "$LIMIT")
 for model in "$@"; do
