@@ -9,10 +9,11 @@ text, each {"context": ..., "target": " word"}) and `sentences_lastword.yaml`, t
 definition lm-eval reads with `--include_path OUT_DIR --tasks sentences_lastword`.
 """
 
-import json
 import re
 import sys
 from pathlib import Path
+
+from local_task import evenly_spaced, write_task
 
 
 def sentences(text):
@@ -32,23 +33,14 @@ def main():
     text_path, out = Path(sys.argv[1]), Path(sys.argv[2])
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 500
     found = list(sentences(text_path.read_text(encoding="utf-8")))
-    if len(found) < n:
-        sys.exit(f"{text_path}: only {len(found)} usable sentences, {n} asked for")
-    step = len(found) / n
-    chosen = [found[int(i * step)] for i in range(n)]
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "sentences_lastword.jsonl"
-    data.write_text("".join(json.dumps(x) + "\n" for x in chosen), encoding="utf-8")
-    (out / "sentences_lastword.yaml").write_text(
-        f"""task: sentences_lastword
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data.resolve()}
-test_split: test
-output_type: loglikelihood
-doc_to_text: "{{{{context}}}}"
-doc_to_target: "{{{{target}}}}"
+    chosen = evenly_spaced(found, n, text_path, "sentences")
+    write_task(
+        out,
+        "sentences_lastword",
+        chosen,
+        """output_type: loglikelihood
+doc_to_text: "{{context}}"
+doc_to_target: "{{target}}"
 metric_list:
   - metric: perplexity
     aggregation: perplexity
@@ -56,10 +48,7 @@ metric_list:
   - metric: acc
     aggregation: mean
     higher_is_better: true
-metadata:
-  version: 1.0
 """,
-        encoding="utf-8",
     )
     print(f"{len(chosen)} examples of {len(found)} usable sentences -> {out}")
 

@@ -20,6 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from local_task import evenly_spaced, write_task
+
 try:
     import lm_eval.tasks.winogrande.preprocess_winogrande as lm_eval_winogrande
 except ImportError as e:
@@ -52,22 +54,12 @@ def main():
     task_path, out = Path(sys.argv[1]), Path(sys.argv[2])
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 500
     found = list(pairs(json.loads(task_path.read_text(encoding="utf-8"))))
-    if len(found) < n:
-        sys.exit(f"{task_path}: only {len(found)} usable sentence pairs, {n} asked for")
-    step = len(found) / n
-    chosen = [doc for i in range(n) for doc in found[int(i * step)]]
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "winogrande_local.jsonl"
-    data.write_text("".join(json.dumps(x) + "\n" for x in chosen), encoding="utf-8")
-    shutil.copy(lm_eval_winogrande.__file__, out / "preprocess_winogrande.py")
-    (out / "winogrande_local.yaml").write_text(
-        f"""task: winogrande_local
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data.resolve()}
-test_split: test
-output_type: multiple_choice
+    chosen = [doc for pair in evenly_spaced(found, n, task_path, "sentence pairs") for doc in pair]
+    write_task(
+        out,
+        "winogrande_local",
+        chosen,
+        """output_type: multiple_choice
 doc_to_text: !function preprocess_winogrande.doc_to_text
 doc_to_target: !function preprocess_winogrande.doc_to_target
 doc_to_choice: !function preprocess_winogrande.doc_to_choice
@@ -75,11 +67,9 @@ metric_list:
   - metric: acc
     aggregation: mean
     higher_is_better: true
-metadata:
-  version: 1.0
 """,
-        encoding="utf-8",
     )
+    shutil.copy(lm_eval_winogrande.__file__, out / "preprocess_winogrande.py")
     print(f"{len(chosen)} examples from {n} of {len(found)} usable pairs -> {out}")
 
 
